@@ -1,0 +1,206 @@
+"""Flow benchmark on the held-out synthetic validation set.
+
+Runs SAM2Flow (when weights exist), TV-L1 and ILK through the same streaming runner
+(``napari_sam2med.flow.runner.estimate_flow``) and reports, inside the ground-truth
+vessel ROI: mean end-point error (EPE, px), 1/3/5-px accuracy, IoU of the method's ROI
+with the ground truth, frame pairs/s and peak RSS (each method runs in a fresh process).
+A memory check compares peak RSS for 20 vs 200 streamed frames.
+
+Usage::
+
+    PYTHONPATH=src python benchmarks/flow_benchmark.py [--n 12] [--methods tvl1 ilk]
+        [--weights PATH] [--md results.md] [--memory-check] [--size 128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+
+def _default_weights() -> Path | None:
+    try:
+        from napari_sam2med.flow.estimator import default_weights_path
+    except ImportError:
+        return None
+    path = default_weights_path()
+    return path if path.is_file() else None
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def _estimator(method: str, weights: str | None):
+    from napari_sam2med.flow.command import make_estimator
+
+    return make_estimator(method, weights, device="auto")
+
+
+def evaluate_method(method: str, n: int, size: int, weights: str | None) -> dict:
+    """Metrics of one method over ``validation_set(n)`` (runs in the calling process)."""
+    import torch
+
+    torch.set_num_threads(1)
+    from napari_sam2med.flow.metrics import MetricAccumulator
+    from napari_sam2med.flow.runner import estimate_flow
+    from napari_sam2med.flow.synthetic import prompts_for, validation_set
+
+    videos = validation_set(n=n, height=size, width=size)
+    estimator = _estimator(method, weights)
+    acc = MetricAccumulator()
+    inter = union = 0
+    speed_err = []
+    pairs, seconds = 0, 0.0
+    for video in videos:
+        rois = prompts_for(video)
+        gt_roi = video.vessel_ids > 0
+        gen = estimate_flow(video.frames, rois, estimator)
+        start = time.perf_counter()
+        while True:
+            try:
+                progress = next(gen)
+            except StopIteration as stop:
+                result = stop.value
+                break
+            seconds += time.perf_counter() - start
+            t = progress.step.index
+            acc.update(progress.step.flow, video.flow[t], gt_roi)
+            pred_roi = np.asarray(progress.step.roi_ids) > 0
+            inter += int(np.count_nonzero(pred_roi & gt_roi))
+            union += int(np.count_nonzero(pred_roi | gt_roi))
+            pairs += 1
+            start = time.perf_counter()
+        cols = [result.roi_ids.index(i) for i in range(1, video.speeds.shape[1] + 1) if i in result.roi_ids]
+        ids = [result.roi_ids[c] for c in cols]
+        if cols:
+            pred = result.mean_speed_px[:, cols]
+            gt = video.speeds[:, [i - 1 for i in ids]]
+            speed_err.append(np.nanmean(np.abs(pred - gt)))
+    m = acc.result()
+    return {
+        "method": method,
+        "videos": len(videos),
+        "pairs": pairs,
+        "epe": m.epe,
+        "acc1": m.acc[1.0],
+        "acc3": m.acc[3.0],
+        "acc5": m.acc[5.0],
+        "roi_iou": inter / union if union else float("nan"),
+        "speed_mae": float(np.mean(speed_err)) if speed_err else float("nan"),
+        "pairs_per_s": pairs / seconds if seconds > 0 else float("nan"),
+        "peak_rss_mib": _peak_rss_mib(),
+    }
+
+
+def _child(queue, fn, args):
+    try:
+        queue.put(("ok", fn(*args)))
+    except Exception as exc:  # report to the parent instead of hanging it
+        queue.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def run_isolated(fn, *args):
+    """Run ``fn(*args)`` in a fresh spawned process (clean peak-RSS), return its value."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(queue, fn, args))
+    proc.start()
+    status, value = queue.get()
+    proc.join()
+    if status != "ok":
+        raise RuntimeError(value)
+    return value
+
+
+def streamed_peak_rss(n_frames: int, size: int, method: str = "ilk") -> float:
+    """Peak RSS (MiB) of streaming ``n_frames`` from an on-disk zarr into a FLOW.zarr."""
+    import zarr
+    from scipy import ndimage as ndi
+
+    from napari_sam2med.flow.runner import estimate_flow, flow_output
+    from napari_sam2med.flow.types import RoiPrompt
+
+    rng = np.random.default_rng(0)
+    base = ndi.gaussian_filter(rng.random((size, size)), 2.0).astype(np.float32)
+    base = (base - base.min()) / (base.max() - base.min())
+    with tempfile.TemporaryDirectory() as tmp:
+        video = zarr.open_array(
+            f"{tmp}/video.zarr", mode="w", shape=(n_frames, size, size),
+            chunks=(1, size, size), dtype="f4",
+        )
+        for t in range(n_frames):  # write frame by frame: never the whole video in memory
+            video[t] = np.roll(base, (t, 2 * t), axis=(0, 1))
+        rois = [RoiPrompt(1, np.array([[size / 2, size / 2]]), np.array([1]))]
+        with flow_output(f"{tmp}/FLOW.zarr") as group:
+            for _ in estimate_flow(video, rois, _estimator(method, None), out=group,
+                                   pixel_size=1.0, fps=10.0):
+                pass
+    return _peak_rss_mib()
+
+
+def markdown_table(rows: list[dict], size: int) -> str:
+    """Format benchmark rows as a markdown table."""
+    head = (
+        f"| method | videos | pairs | EPE (px) | <1px | <3px | <5px | ROI IoU | speed MAE (px/fr) "
+        f"| pairs/s | peak RSS (MiB) |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = [
+        f"| {r['method']} | {r['videos']} | {r['pairs']} | {r['epe']:.3f} | {r['acc1']:.3f} "
+        f"| {r['acc3']:.3f} | {r['acc5']:.3f} | {r['roi_iou']:.3f} | {r['speed_mae']:.3f} "
+        f"| {r['pairs_per_s']:.2f} | {r['peak_rss_mib']:.0f} |"
+        for r in rows
+    ]
+    note = f"\nSynthetic validation set, {size}x{size} px, metrics inside the ground-truth vessel ROI.\n"
+    return head + "\n".join(lines) + "\n" + note
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=12, help="number of validation videos")
+    parser.add_argument("--size", type=int, default=128, help="video height and width")
+    parser.add_argument("--methods", nargs="+", default=["sam2flow", "tvl1", "ilk"])
+    parser.add_argument("--weights", default=None, help="SAM2Flow weights (default: shipped)")
+    parser.add_argument("--md", default=None, help="append the markdown tables to this file")
+    parser.add_argument("--memory-check", action="store_true", help="20 vs 200 streamed frames")
+    parser.add_argument("--memory-size", type=int, default=256)
+    args = parser.parse_args(argv)
+
+    default = _default_weights()
+    weights = args.weights or (str(default) if default is not None else None)
+    rows = []
+    for method in args.methods:
+        if method == "sam2flow" and weights is None:
+            print("skipping sam2flow: no weights (pass --weights)", file=sys.stderr)
+            continue
+        print(f"running {method} ...", file=sys.stderr)
+        rows.append(run_isolated(evaluate_method, method, args.n, args.size, weights))
+    text = markdown_table(rows, args.size) if rows else ""
+
+    if args.memory_check:
+        small = run_isolated(streamed_peak_rss, 20, args.memory_size)
+        large = run_isolated(streamed_peak_rss, 200, args.memory_size)
+        ratio = large / small
+        verdict = "PASS" if ratio <= 1.10 else "FAIL"
+        text += (
+            f"\nStreaming memory check ({args.memory_size}x{args.memory_size}, ILK, zarr in/out): "
+            f"peak RSS 20 frames {small:.0f} MiB, 200 frames {large:.0f} MiB, "
+            f"ratio {ratio:.3f} -> {verdict} (limit 1.10)\n"
+        )
+    print(text)
+    if args.md:
+        with open(args.md, "a", encoding="utf-8") as fh:
+            fh.write("\n" + text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

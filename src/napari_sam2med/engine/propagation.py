@@ -1,0 +1,221 @@
+"""Propagation of every prompted object through a stack, as a generator.
+
+Every prompted slice is a conditioning slice (SAM2's ``add_all_frames_to_correct_as_cond``
+behaviour), so a correction added on an already-propagated slice always reaches the slices
+after it when the stack is propagated again (sam2 issues #546, #719). Each pass starts with
+an empty recent window; memory is bounded by the policy's horizon, not the stack length.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Generator, Iterable
+
+import numpy as np
+import torch
+
+from ..sam2.device import autocast_context
+from ..sam2.model import MemoryContext
+from .memory import MemoryBank, MemoryEntry
+
+__all__ = ["PropagationStep", "propagate", "run_to_end", "write_slice", "DIRECTIONS"]
+
+DIRECTIONS = ("forward", "backward", "both")
+
+
+@dataclass
+class PropagationStep:
+    """Progress of a propagation: the slice just written and its masks."""
+
+    slice_idx: int
+    masks: dict[int, np.ndarray] = field(default_factory=dict)
+    done: int = 0
+    total: int = 0
+    direction: str = "forward"
+    logits: dict = field(default_factory=dict, repr=False)  # object id -> low-res logits (1, 1, S/4, S/4)
+
+
+def write_slice(out, slice_idx: int, masks: dict[int, np.ndarray], logits: dict[int, np.ndarray] | None = None,
+                own_ids: Iterable[int] | None = None) -> np.ndarray:
+    """Write object masks into one slice of a label array without touching other ids.
+
+    Pixels of ``own_ids`` (default: the ids in ``masks``) are first cleared, then each mask is
+    written where the slice is background; where objects overlap, the larger logit wins.
+    Returns the new slice.
+    """
+    own = list(masks if own_ids is None else own_ids)
+    cur = np.array(out[slice_idx])
+    cur[np.isin(cur, own)] = 0
+    ids = list(masks)
+    if ids:
+        stack = np.stack([masks[i] for i in ids])
+        if logits is not None and len(ids) > 1:
+            score = np.where(stack, np.stack([logits[i] for i in ids]), -np.inf)
+            winner = np.argmax(score, axis=0)
+            new = np.where(stack.any(0), np.asarray(ids)[winner], 0)
+        else:
+            new = np.zeros(cur.shape, dtype=np.int64)
+            for i in ids:
+                new[(masks[i]) & (new == 0)] = i
+        free = cur == 0
+        cur[free] = new[free]
+    out[slice_idx] = cur
+    return cur
+
+
+def _passes(direction: str, anchors: list[int], start: int, stop: int) -> list[tuple[int, int, bool]]:
+    """(first slice, last slice, reverse) of each pass."""
+    passes = []
+    if direction in ("forward", "both"):
+        before = [a for a in anchors if a < stop]
+        if before:
+            passes.append((min(before), stop - 1, False))
+    if direction == "backward":
+        after = [a for a in anchors if a >= start]
+        if after:
+            passes.append((max(after), start, True))
+    if direction == "both":
+        a = min(anchors)
+        if a > start:
+            passes.append((min(a, stop - 1), start, True))
+    return passes
+
+
+def _merge_contexts(contexts: list[MemoryContext]) -> MemoryContext:
+    """Stack memory contexts of the same layout along the batch dimension."""
+    first = contexts[0]
+    if len(contexts) == 1:
+        return first
+    spatial = [(t, torch.cat([c.spatial[k][1] for c in contexts], 0)) for k, (t, _) in enumerate(first.spatial)]
+    pointers = [(o, torch.cat([c.pointers[k][1] for c in contexts], 0)) for k, (o, _) in enumerate(first.pointers)]
+    return MemoryContext(spatial=spatial, pointers=pointers, ptr_tpos_max=first.ptr_tpos_max)
+
+
+def _track_frame(session, frame: int, banks: dict[int, MemoryBank], reverse: bool) -> dict[int, MemoryEntry]:
+    """Predict every object on one frame; objects with the same memory layout share a batch."""
+    model, cfg = session.model, session.model.config
+    results: dict[int, MemoryEntry] = {}
+    groups: dict[tuple, list[tuple[int, MemoryContext]]] = defaultdict(list)
+    for oid, bank in banks.items():
+        if frame in bank.cond:
+            results[oid] = bank.cond[frame]
+            continue
+        ctx = session.policy.select(frame, bank, reverse=reverse, num_frames=session.num_slices, config=cfg)
+        layout = (tuple(t for t, _ in ctx.spatial), tuple(o for o, _ in ctx.pointers), ctx.ptr_tpos_max)
+        groups[layout].append((oid, ctx))
+    if groups:
+        feats = session.features.get(frame)
+        for members in groups.values():
+            with autocast_context(session.device):
+                out = model.track_step(feats.expand(len(members)), memory=_merge_contexts([c for _, c in members]))
+            for k, (oid, _) in enumerate(members):
+                entry = MemoryEntry(features=out.maskmem_features[k:k + 1].to(torch.bfloat16),
+                                    obj_ptr=out.obj_ptr[k:k + 1].float(),
+                                    low_res_logits=out.low_res_masks[k:k + 1].float(),
+                                    score=out.object_score_logits[k:k + 1].float())
+                banks[oid].recent[frame] = entry
+                session.policy.evict(frame, banks[oid], reverse=reverse, config=cfg)
+                results[oid] = entry
+    return results
+
+
+def propagate(session, direction: str = "both", start: int | None = None, stop: int | None = None,
+              obj_ids: Iterable[int] | None = None, out=None) -> Generator[PropagationStep, None, object]:
+    """Track every prompted object through the stack, one slice per ``yield``.
+
+    Parameters
+    ----------
+    session : Session
+        Prompts, model and stack.
+    direction : {"forward", "backward", "both"}
+        ``forward`` runs from the first prompted slice up, ``backward`` from the last
+        prompted slice down, ``both`` from the first prompted slice both ways.
+    start, stop : int, optional
+        Only slices ``start <= z < stop`` are written (default the whole stack); tracking
+        still begins at the prompted slices.
+    obj_ids : iterable of int, optional
+        Objects to propagate (default: all with prompts).
+    out : array-like, optional
+        A writable (N, Y, X) integer array (numpy, zarr, memmap); a new int32 array by default.
+        Only the given objects' ids are written; other labels stay untouched.
+
+    Yields
+    ------
+    PropagationStep
+        After each slice is written (closing the generator between slices leaves whole slices).
+
+    Returns
+    -------
+    array
+        ``out``, the label stack.
+    """
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    n = session.num_slices
+    start = 0 if start is None else int(start)
+    stop = n if stop is None else int(stop)
+    if not 0 <= start < stop <= n:
+        raise ValueError(f"slice range {start}..{stop} is not inside 0..{n}")
+    ids = [o for o in (session.prompts.object_ids if obj_ids is None else obj_ids) if session.prompts.slices(o)]
+    if not ids:
+        raise ValueError("no prompts: add points, a box or a mask to at least one object first")
+    if out is None:
+        out = np.zeros((n, *session.stack.frame_shape), dtype=np.int32)
+    elif tuple(out.shape) != (n, *session.stack.frame_shape):
+        raise ValueError(f"output shape {tuple(out.shape)} differs from the stack {(n, *session.stack.frame_shape)}")
+
+    with torch.inference_mode():
+        banks = {}
+        for o in ids:
+            cond = {s: session.conditioning_entry(o, s) for s in session.prompts.slices(o)}
+            session._ensure_memory(o, cond)
+            banks[o] = MemoryBank(cond=cond)
+    anchors = sorted({s for b in banks.values() for s in b.cond})
+    plan = _passes(direction, anchors, start, stop)
+    order: list[tuple[int, bool]] = []
+    written: set[int] = set()
+    for first, last, reverse in plan:
+        step = -1 if reverse else 1
+        for z in range(first, last + step, step):
+            order.append((z, reverse))
+    targets = [z for z, _ in order if start <= z < stop and not (z in written or written.add(z))]
+    total = len(targets)
+    session._last_out = out
+    done, yielded = 0, set()
+    current_reverse = None
+    for z, reverse in order:
+        if reverse != current_reverse:  # a new pass starts from the conditioning slices only
+            for b in banks.values():
+                b.clear_recent()
+            current_reverse = reverse
+        with session.lock, torch.inference_mode():
+            entries = _track_frame(session, z, banks, reverse)
+        if not start <= z < stop or z in yielded:
+            continue
+        logits = {o: e.low_res_logits for o, e in entries.items()}
+        masks_arr = session.to_image_masks(torch.cat(list(logits.values()), 0))
+        masks = {o: masks_arr[k] for k, o in enumerate(logits)}
+        up = None
+        if len(masks) > 1:
+            h, w = session.stack.frame_shape
+            up_t = torch.nn.functional.interpolate(torch.cat(list(logits.values()), 0), size=(h, w),
+                                                   mode="bilinear", align_corners=False)[:, 0].cpu().numpy()
+            up = {o: up_t[k] for k, o in enumerate(logits)}
+        write_slice(out, z, masks, up, own_ids=ids)
+        for o in ids:
+            session._tracked.setdefault(o, set()).add(z)
+        yielded.add(z)
+        done += 1
+        yield PropagationStep(slice_idx=z, masks=masks, done=done, total=total,
+                              direction="backward" if reverse else "forward", logits=logits)
+    return out
+
+
+def run_to_end(gen: Generator):
+    """Drive a progress generator to completion and return its result."""
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value

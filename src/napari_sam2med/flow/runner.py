@@ -1,0 +1,429 @@
+"""Streaming flow estimation over a video: one frame pair at a time, constant memory.
+
+``estimate_flow`` is a generator (see ARCHITECTURE: long work yields progress and
+returns its result). Output arrays (``flow``, ``roi``, ``roi_ids``, ``mean_speed_px``
+and, when calibrated, ``speed_um_s``/``mean_speed_um_s``) go into a zarr group
+(chunked per frame) or any dict-like; :func:`flow_output` writes a ``FLOW.zarr``
+atomically (temp directory, then rename).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generator, Iterator, Sequence
+
+import numpy as np
+
+from .types import FlowEstimator, FlowStep, RoiPrompt, rois_to_json
+
+__all__ = [
+    "FlowProgress",
+    "FlowResult",
+    "FrameNormalizer",
+    "estimate_flow",
+    "flow_layer_data",
+    "flow_output",
+    "open_flow_output",
+    "check_calibration",
+    "speed_um_per_s",
+    "validate_rois",
+    "video_shape",
+]
+
+
+@dataclass
+class FlowProgress:
+    """Progress of :func:`estimate_flow`: the step just computed and pairs done/total."""
+
+    step: FlowStep
+    done: int
+    total: int
+
+
+@dataclass
+class FlowResult:
+    """Small summary returned by :func:`estimate_flow`.
+
+    Attributes
+    ----------
+    roi_ids : list of int
+        ROI ids, the column order of the speed tables.
+    mean_speed_px : np.ndarray
+        ``(T-1, n_rois)`` mean speed in px/frame per ROI (NaN where a ROI is empty).
+    mean_speed_um_s : np.ndarray or None
+        Same in µm/s when ``pixel_size`` and ``fps`` were given.
+    roi_map : np.ndarray
+        ``(H, W)`` int32 ROI ids of the first pair.
+    method : str
+        Estimator name.
+    pixel_size, fps : float or None
+        Calibration used.
+    """
+
+    roi_ids: list[int]
+    mean_speed_px: np.ndarray
+    mean_speed_um_s: np.ndarray | None
+    roi_map: np.ndarray
+    method: str
+    pixel_size: float | None = None
+    fps: float | None = None
+
+
+def video_shape(video: Any) -> tuple[int, int, int]:
+    """``(T, H, W)`` of a numpy / zarr / dask array or FrameStack-like object."""
+    shape = tuple(int(s) for s in getattr(video, "shape", ()))
+    if len(shape) != 3:
+        raise ValueError(f"video must be (T, H, W), got shape {shape}")
+    if shape[0] < 2:
+        raise ValueError(f"video needs at least 2 frames, got {shape[0]}")
+    return shape  # type: ignore[return-value]
+
+
+def _read_frame(video: Any, index: int) -> np.ndarray:
+    if hasattr(video, "raw"):  # FrameStack-like lazy stack
+        frame = np.asarray(video.raw(index))
+    else:
+        frame = np.asarray(video[index])
+    if frame.ndim == 3:  # (Y, X, C) colour: average to grey
+        frame = frame.mean(axis=-1)
+    return frame
+
+
+@dataclass
+class FrameNormalizer:
+    """Maps raw frames to float32 ``[0, 1]`` with one window for the whole video.
+
+    uint8 frames are divided by 255; float frames already in ``[0, 1]`` are kept;
+    anything else uses a percentile window estimated from a few sampled frames
+    (so streaming never loads the whole video).
+    """
+
+    low: float = 0.0
+    high: float = 1.0
+
+    @classmethod
+    def from_video(
+        cls, video: Any, n_samples: int = 5, percentiles: tuple[float, float] = (0.5, 99.5)
+    ) -> "FrameNormalizer":
+        """Estimate the window from up to ``n_samples`` evenly spaced frames."""
+        n = video_shape(video)[0]
+        idx = np.unique(np.linspace(0, n - 1, min(n_samples, n)).round().astype(int))
+        first = _read_frame(video, int(idx[0]))
+        if first.dtype == np.uint8:
+            return cls(0.0, 255.0)
+        samples = [first] + [_read_frame(video, int(i)) for i in idx[1:]]
+        values = np.concatenate([s.ravel().astype(np.float64) for s in samples])
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            return cls(0.0, 1.0)
+        if np.issubdtype(first.dtype, np.floating) and values.min() >= 0 and values.max() <= 1:
+            return cls(0.0, 1.0)
+        low, high = np.percentile(values, percentiles)
+        if high <= low:
+            low, high = float(values.min()), float(values.max())
+        if high <= low:
+            high = low + 1.0
+        return cls(float(low), float(high))
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        out = (np.asarray(frame, dtype=np.float32) - self.low) / (self.high - self.low)
+        return np.clip(np.nan_to_num(out, nan=0.0), 0.0, 1.0).astype(np.float32, copy=False)
+
+
+def validate_rois(rois: Sequence[RoiPrompt], frame_shape: tuple[int, int]) -> None:
+    """Raise ValueError when there is no ROI or a point lies outside the frame."""
+    if not rois:
+        raise ValueError("at least one ROI prompt is needed")
+    h, w = frame_shape
+    for roi in rois:
+        pts = np.asarray(roi.points, dtype=float)
+        bad = (pts[:, 0] < 0) | (pts[:, 0] > h - 1) | (pts[:, 1] < 0) | (pts[:, 1] > w - 1)
+        if np.any(bad):
+            r, c = pts[np.argmax(bad)]
+            raise ValueError(f"ROI {roi.id}: point ({r:g}, {c:g}) is outside the {h}x{w} frame")
+
+
+def speed_um_per_s(speed_px: np.ndarray, pixel_size: float, fps: float) -> np.ndarray:
+    """Convert px/frame to µm/s: ``speed * pixel_size [µm/px] * fps [frame/s]``."""
+    return np.asarray(speed_px, dtype=np.float32) * np.float32(pixel_size * fps)
+
+
+def check_calibration(pixel_size: float | None, fps: float | None) -> bool:
+    if (pixel_size is None) != (fps is None):
+        raise ValueError("give both pixel_size and fps for µm/s, or neither")
+    if pixel_size is None:
+        return False
+    if not (np.isfinite(pixel_size) and pixel_size > 0):
+        raise ValueError(f"pixel_size must be a positive number, got {pixel_size}")
+    if not (np.isfinite(fps) and fps > 0):  # type: ignore[arg-type]
+        raise ValueError(f"fps must be a positive number, got {fps}")
+    return True
+
+
+def _make_array(out: Any, name: str, shape: tuple, chunks: tuple, dtype: Any) -> Any:
+    """Create (or reuse) array ``name`` in a zarr group or dict-like ``out``."""
+    if hasattr(out, "create_array"):  # zarr v3 group
+        return out.create_array(
+            name, shape=shape, chunks=chunks, dtype=dtype, fill_value=0, overwrite=True
+        )
+    if isinstance(out, MutableMapping) and name in out:
+        arr = out[name]
+        if tuple(arr.shape) != tuple(shape):
+            raise ValueError(f"out[{name!r}] has shape {tuple(arr.shape)}, expected {shape}")
+        return arr
+    out[name] = np.zeros(shape, dtype=dtype)
+    return out[name]
+
+
+def _set_attrs(out: Any, attrs: dict) -> None:
+    if hasattr(out, "attrs"):
+        out.attrs.update(attrs)
+    elif isinstance(out, MutableMapping):
+        out.setdefault("attrs", {}).update(attrs)
+
+
+def _roi_mean_speed(speed: np.ndarray, roi_ids: np.ndarray, ids: list[int]) -> np.ndarray:
+    means = np.full(len(ids), np.nan, dtype=np.float32)
+    for k, roi_id in enumerate(ids):
+        inside = roi_ids == roi_id
+        if inside.any():
+            means[k] = float(speed[inside].mean())
+    return means
+
+
+def estimate_flow(
+    video: Any,
+    rois: Sequence[RoiPrompt],
+    estimator: FlowEstimator,
+    *,
+    out: Any = None,
+    pixel_size: float | None = None,
+    fps: float | None = None,
+) -> Generator[FlowProgress, None, FlowResult]:
+    """Estimate flow over a whole video, streaming one frame at a time.
+
+    Parameters
+    ----------
+    video : array-like
+        ``(T, H, W)`` numpy / zarr / dask array or FrameStack-like object with
+        ``raw(i)``; frames are read one by one and normalised to ``[0, 1]``.
+    rois : sequence of RoiPrompt
+        Point prompts of the vessels, ``(row, col)`` in frame 0.
+    estimator : FlowEstimator
+        E.g. :class:`~napari_sam2med.flow.baselines.TVL1Estimator`.
+    out : zarr.Group or dict-like, optional
+        Receives ``flow`` (T-1,H,W,2) float32, ``roi`` (H,W) bool, ``roi_ids`` (H,W)
+        int32 (first pair), ``mean_speed_px`` (T-1,n_rois) float32 and, when
+        calibrated, ``speed_um_s`` (T-1,H,W) and ``mean_speed_um_s`` float32.
+    pixel_size : float, optional
+        Pixel size in µm (needs ``fps``).
+    fps : float, optional
+        Frame rate in frames/s (needs ``pixel_size``).
+
+    Yields
+    ------
+    FlowProgress
+        After each frame pair.
+
+    Returns
+    -------
+    FlowResult
+        Per-ROI mean speed over time.
+    """
+    n_frames, height, width = video_shape(video)
+    calibrated = check_calibration(pixel_size, fps)
+    rois = list(rois)
+    validate_rois(rois, (height, width))
+    ids = [int(r.id) for r in rois]
+    n_pairs = n_frames - 1
+
+    arrays: dict[str, Any] = {}
+    if out is not None:
+        arrays["flow"] = _make_array(
+            out, "flow", (n_pairs, height, width, 2), (1, height, width, 2), np.float32
+        )
+        if calibrated:
+            arrays["speed_um_s"] = _make_array(
+                out, "speed_um_s", (n_pairs, height, width), (1, height, width), np.float32
+            )
+
+    normalize = FrameNormalizer.from_video(video)
+    estimator.reset(normalize(_read_frame(video, 0)), rois)
+    speeds_px = np.zeros((n_pairs, len(ids)), dtype=np.float32)
+    roi_map = np.zeros((height, width), dtype=np.int32)
+    for t in range(n_pairs):
+        step = estimator.step(normalize(_read_frame(video, t + 1)))
+        flow = np.asarray(step.flow, dtype=np.float32)
+        if flow.shape != (height, width, 2):
+            raise ValueError(f"{estimator.name} returned flow of shape {flow.shape}")
+        if t == 0:
+            roi_map = np.asarray(step.roi_ids, dtype=np.int32).copy()
+        speed = np.hypot(flow[..., 0], flow[..., 1])
+        speeds_px[t] = _roi_mean_speed(speed, np.asarray(step.roi_ids), ids)
+        if "flow" in arrays:
+            arrays["flow"][t] = flow
+        if "speed_um_s" in arrays:
+            arrays["speed_um_s"][t] = speed_um_per_s(speed, pixel_size, fps)  # type: ignore[arg-type]
+        yield FlowProgress(step=step, done=t + 1, total=n_pairs)
+
+    speeds_um = speed_um_per_s(speeds_px, pixel_size, fps) if calibrated else None  # type: ignore[arg-type]
+    if out is not None:
+        _make_array(out, "roi_ids", (height, width), (height, width), np.int32)[...] = roi_map
+        _make_array(out, "roi", (height, width), (height, width), bool)[...] = roi_map > 0
+        n_cols = max(len(ids), 1)
+        _make_array(out, "mean_speed_px", (n_pairs, len(ids)), (n_pairs, n_cols), np.float32)[
+            ...
+        ] = speeds_px
+        if speeds_um is not None:
+            _make_array(
+                out, "mean_speed_um_s", (n_pairs, len(ids)), (n_pairs, n_cols), np.float32
+            )[...] = speeds_um
+        _set_attrs(
+            out,
+            {
+                "method": estimator.name,
+                "pixel_size_um": pixel_size,
+                "fps": fps,
+                "roi_ids": ids,
+                "prompts": rois_to_json(rois),
+                "flow_convention": "(d_row, d_col) px/frame from frame t to t+1",
+            },
+        )
+    return FlowResult(
+        roi_ids=ids,
+        mean_speed_px=speeds_px,
+        mean_speed_um_s=speeds_um,
+        roi_map=roi_map,
+        method=estimator.name,
+        pixel_size=pixel_size,
+        fps=fps,
+    )
+
+
+@contextlib.contextmanager
+def flow_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Any]:
+    """Open a new ``FLOW.zarr`` group for writing, atomically.
+
+    The group is written to a temporary directory next to ``path`` and renamed to
+    ``path`` only when the ``with`` block exits without an error; on error the
+    temporary directory is removed, so no partial output is left.
+
+    Parameters
+    ----------
+    path : path-like
+        Final ``.zarr`` directory.
+    overwrite : bool
+        Replace an existing ``path`` (only after success).
+    """
+    import zarr
+
+    final = Path(path)
+    if final.exists() and not overwrite:
+        raise ValueError(f"output already exists: {final}")
+    if not final.parent.exists():
+        raise FileNotFoundError(f"output folder does not exist: {final.parent}")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        group = zarr.open_group(str(tmp), mode="w")
+        yield group
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def open_flow_output(path: str | os.PathLike) -> Any:
+    """Open a ``FLOW.zarr`` written by :func:`estimate_flow` read-only (zarr group)."""
+    import zarr
+
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"flow output not found: {p}")
+    group = zarr.open_group(str(p), mode="r")
+    if "flow" not in group:
+        raise ValueError(f"{p} holds no 'flow' array")
+    return group
+
+
+def flow_layer_data(
+    flow: Any,
+    roi_ids: np.ndarray,
+    *,
+    grid_step: int = 6,
+    pixel_size: float | None = None,
+    fps: float | None = None,
+    scale: Sequence[float] | None = None,
+    name: str = "flow",
+) -> list[tuple]:
+    """napari layer-data tuples for a flow result (no napari import).
+
+    Parameters
+    ----------
+    flow : array-like
+        ``(T-1, H, W, 2)`` flow (numpy or zarr), read one pair at a time.
+    roi_ids : np.ndarray
+        ``(H, W)`` ROI ids; vectors are drawn on grid points inside the ROI.
+    grid_step : int
+        Grid spacing in px of the subsampled vectors.
+    pixel_size, fps : float, optional
+        When both are given speeds are in µm/s, else px/frame.
+    scale : sequence of 3 floats, optional
+        ``(t, row, col)`` layer scale (e.g. the video layer's).
+    name : str
+        Layer name prefix.
+
+    Returns
+    -------
+    list of tuple
+        ``[(vectors (n,2,3), meta, "vectors"), (speed (T-1,H,W) float32, meta, "image")]``;
+        vectors hold ``[[t, row, col], [0, d_row, d_col]]``.
+    """
+    n_pairs, height, width = (int(s) for s in flow.shape[:3])
+    calibrated = check_calibration(pixel_size, fps)
+    factor = float(pixel_size * fps) if calibrated else 1.0  # type: ignore[operator]
+    unit = "µm/s" if calibrated else "px/frame"
+    step = max(int(grid_step), 1)
+    grid = np.zeros((height, width), dtype=bool)
+    grid[step // 2 :: step, step // 2 :: step] = True
+    rows, cols = np.nonzero(grid & (np.asarray(roi_ids) > 0))
+    vectors = np.zeros((n_pairs * rows.size, 2, 3), dtype=np.float32)
+    vec_speed = np.zeros(n_pairs * rows.size, dtype=np.float32)
+    speed_img = np.zeros((n_pairs, height, width), dtype=np.float32)
+    for t in range(n_pairs):
+        f = np.asarray(flow[t], dtype=np.float32)
+        speed_img[t] = np.hypot(f[..., 0], f[..., 1]) * factor
+        sl = slice(t * rows.size, (t + 1) * rows.size)
+        vectors[sl, 0, 0] = t
+        vectors[sl, 0, 1] = rows
+        vectors[sl, 0, 2] = cols
+        vectors[sl, 1, 1:] = f[rows, cols]
+        vec_speed[sl] = speed_img[t, rows, cols]
+    layer_scale = tuple(float(s) for s in (scale if scale is not None else (1.0, 1.0, 1.0)))
+    vmax = float(np.nanmax(speed_img)) if speed_img.size else 1.0
+    vec_meta = {
+        "name": f"{name} vectors",
+        "features": {"speed": vec_speed},
+        "edge_color": "speed",
+        "edge_colormap": "viridis",
+        "edge_width": 0.4,
+        "length": 1.0,
+        "scale": layer_scale,
+        "metadata": {"unit": unit},
+    }
+    img_meta = {
+        "name": f"{name} speed ({unit})",
+        "colormap": "inferno",
+        "contrast_limits": (0.0, vmax if vmax > 0 else 1.0),
+        "blending": "additive",
+        "scale": layer_scale,
+        "metadata": {"unit": unit},
+    }
+    return [(vectors, vec_meta, "vectors"), (speed_img, img_meta, "image")]

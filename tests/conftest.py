@@ -1,0 +1,42 @@
+"""Shared test configuration: paths, markers and the oracle helpers on sys.path."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+sys.path.insert(0, str(TESTS))  # tests/oracle.py
+
+
+def pytest_collection_modifyitems(config, items):
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except Exception:  # pragma: no cover
+        has_cuda = False
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
+    skip_data = pytest.mark.skip(reason=f"{SHARED_DATA} is absent")
+    for item in items:
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(skip_gpu)
+        if "shared_data" in item.keywords and not SHARED_DATA.is_dir():
+            item.add_marker(skip_data)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path of ../shared/data (tests using it are skipped when it is absent)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"{SHARED_DATA} is absent")
+    return SHARED_DATA
+
+
+os.environ.setdefault("SAM2MED_OFFLINE", "1")  # tests never touch the network

@@ -1,0 +1,128 @@
+"""FlowWidget headless: prompts, a tvl1 run through the worker, cancel, errors."""
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+pytest.importorskip("napari")
+
+from napari_sam2med._qt.flow_widget import PROMPTS_NAME, FlowWidget, prompts_from_points  # noqa: E402
+
+
+def _video(n=6, shape=(48, 48)):
+    rng = np.random.default_rng(5)
+    base = ndi.gaussian_filter(rng.random(shape), 2.0)
+    base = (base - base.min()) / (base.max() - base.min())
+    return np.stack([ndi.shift(base, (1.0 * t, 0.0), order=3, mode="wrap") for t in range(n)]).astype(np.float32)
+
+
+@pytest.fixture
+def widget(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_image(_video(), name="video")
+    viewer.add_image(np.zeros((8, 8)), name="flat2d")  # not offered (2-D)
+    w = FlowWidget(viewer)
+    qtbot.addWidget(w)
+    return viewer, w
+
+
+def _add_prompts(w):
+    layer = w.prompts_layer()
+    w.roi_spin.setValue(2)
+    layer.add([24.0, 24.0])
+    w.negative_check.setChecked(True)
+    layer.add([4.0, 4.0])
+    w.negative_check.setChecked(False)
+    w.roi_spin.setValue(5)
+    layer.add([40.0, 10.0])
+    return layer
+
+
+def test_prompts_layer_and_features(widget):
+    viewer, w = widget
+    assert [w.video_combo.itemText(i) for i in range(w.video_combo.count())] == ["video"]
+    layer = _add_prompts(w)
+    assert layer.name == PROMPTS_NAME and w.prompts_layer() is layer
+    assert list(layer.features["roi_id"]) == [2, 2, 5]
+    assert list(layer.features["label"]) == [1, 0, 1]
+    np.testing.assert_allclose(layer.face_color[0], [0, 1, 0, 1])  # lime = positive
+    np.testing.assert_allclose(layer.face_color[1], [1, 0, 0, 1])  # red = negative
+    rois = prompts_from_points(layer)
+    assert [r.id for r in rois] == [2, 5]
+    np.testing.assert_allclose(rois[0].points, [[24, 24], [4, 4]])
+    assert list(rois[0].labels) == [1, 0]
+
+
+def test_run_tvl1_to_completion(widget, qtbot):
+    viewer, w = widget
+    _add_prompts(w)
+    w.method_combo.setCurrentText("tvl1")
+    w.pixel_spin.setValue(0.5)
+    w.fps_spin.setValue(10.0)
+    w.run()
+    assert w.worker is not None and not w.run_btn.isEnabled()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=30000)
+    vec = viewer.layers["SAM2Flow tvl1 vectors"]
+    speed = viewer.layers["SAM2Flow tvl1 speed (µm/s)"]
+    assert vec.data.ndim == 3 and vec.data.shape[1:] == (2, 3)
+    assert len(vec.data) > 0 and set(np.unique(vec.data[:, 0, 0])) <= set(range(5))
+    assert speed.data.shape == (5, 48, 48) and speed.data.dtype == np.float32
+    assert w.progress.value() == 5 and w.run_btn.isEnabled()
+    result = w.last_result
+    assert result.roi_ids == [2, 5] and result.mean_speed_um_s.shape == (5, 2)
+    # the texture moves 1 px/frame -> ~5 µm/s at 0.5 µm/px and 10 fps
+    assert np.nanmedian(speed.data[:, 12:36, 12:36]) == pytest.approx(5.0, rel=0.2)
+    assert w.plot is not None and len(w.plot.axes.lines) == 2
+    # a second run replaces (not duplicates) the layers
+    n_layers = len(viewer.layers)
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=30000)
+    assert len(viewer.layers) == n_layers
+
+
+def test_cancel_adds_no_layers(widget, qtbot):
+    viewer, w = widget
+    viewer.layers["video"].data = np.repeat(_video(), 10, axis=0)  # 60 frames
+    _add_prompts(w)
+    w.method_combo.setCurrentText("ilk")
+    before = {lyr.name for lyr in viewer.layers}
+    w.run()
+    w.cancel()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=30000)
+    assert {lyr.name for lyr in viewer.layers} == before
+    assert w.last_result is None and w.run_btn.isEnabled()
+
+
+def test_errors_are_reported_not_raised(widget, monkeypatch):
+    viewer, w = widget
+    errors = []
+    monkeypatch.setattr("napari_sam2med._qt.flow_widget.show_error", errors.append)
+    w.run()  # no prompts yet
+    assert errors and "prompt" in errors[-1] and w.worker is None
+    layer = w.prompts_layer()
+    w.negative_check.setChecked(True)
+    layer.add([10.0, 10.0])
+    w.run()  # only a negative point
+    assert "positive" in errors[-1]
+    w.pixel_spin.setValue(1.0)
+    w.negative_check.setChecked(False)
+    layer.add([20.0, 20.0])
+    w.run()
+    assert "frame rate" in errors[-1] and w.worker is None
+
+
+def test_failed_layer_add_leaves_no_half_result(widget, qtbot, monkeypatch):
+    viewer, w = widget
+    _add_prompts(w)
+    errors = []
+    monkeypatch.setattr("napari_sam2med._qt.flow_widget.show_error", errors.append)
+
+    def broken_add_image(*args, **kwargs):
+        raise RuntimeError("no GPU memory")
+
+    before = {lyr.name for lyr in viewer.layers}
+    monkeypatch.setattr(type(viewer), "add_image", broken_add_image)
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=30000)
+    assert {lyr.name for lyr in viewer.layers} == before  # the vectors layer was rolled back
+    assert errors and "no GPU memory" in errors[-1] and w.last_result is None

@@ -66,7 +66,8 @@ def test_cli_zarr_input_default_method(inputs):
     src[...] = _video().astype(np.float32)
     assert _run([str(inputs / "v.zarr"), "--points", str(inputs / "p.json"), "--out", str(inputs / "o.zarr")]) == 0
     g = zarr.open_group(str(inputs / "o.zarr"), mode="r")
-    assert g.attrs["method"] == "tvl1" and "speed_um_s" not in g
+    expected = "sam2flow" if command.has_default_weights() else "tvl1"
+    assert g.attrs["method"] == expected and "speed_um_s" not in g
 
 
 def _write(path, text):

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .label_edits import EditGroup, EditHistory, merge_object_masks
+from .label_edits import EXTERNAL, EditGroup, EditHistory, apply_group, merge_object_masks
 from .prompt_layers import SlicePrompts
 from .stack_geometry import StackGeometry
 
@@ -115,3 +115,23 @@ def write_masks(labels_layer: Any, geometry: StackGeometry, slice_idx: int,
     group.record(index, before, after)
     labels_layer.data[index] = after
     return True
+
+
+def undo_step(state: SegmentationState, undo: bool) -> str:
+    """Undo (or redo) the newest step of ``state.history``; return a message for the status line.
+
+    Paint strokes live in napari's own Labels history (marked :data:`EXTERNAL`) and are
+    replayed through it, so clicks, propagations and strokes undo in the order they happened.
+    """
+    step = state.history.pop_undo() if undo else state.history.pop_redo()
+    if step is None:
+        return "Nothing to undo." if undo else "Nothing to redo."
+    layer = state.labels_layer
+    if step == EXTERNAL:
+        layer.undo() if undo else layer.redo()
+        title = "paint stroke"
+    else:
+        apply_group(layer.data, step, undo=undo)
+        layer.refresh()
+        title = step.title
+    return f"{'Undid' if undo else 'Redid'}: {title}"

@@ -12,14 +12,14 @@ from typing import Any
 import numpy as np
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from .label_edits import EXTERNAL, EditGroup, apply_group
+from .label_edits import EXTERNAL, EditGroup
 from .model_panel import ModelPanel
 from .prompt_layers import (
     collect_prompts, install_polarity_callback, make_points_layer, make_shapes_layer, recolor_points,
     remove_prompts,
 )
 from .segment_panels import ImagePanel, PromptPanel, PropagatePanel
-from .segment_state import SegmentationState, desired_prompts, sync_session, write_masks
+from .segment_state import SegmentationState, desired_prompts, sync_session, undo_step, write_masks
 from .stack_geometry import StackGeometry, stack_axis_choices
 
 UNDO_KEYS = ("Control-Z", "Control-Shift-Z")
@@ -436,13 +436,4 @@ class SegmentWidget(QWidget):
             return self.show_error("cannot undo while a propagation runs: cancel it first")
         if state.labels_layer is None:
             return
-        step = state.history.pop_undo() if undo else state.history.pop_redo()
-        if step is None:
-            return self.show_info("Nothing to undo." if undo else "Nothing to redo.")
-        if step == EXTERNAL:
-            state.labels_layer.undo() if undo else state.labels_layer.redo()
-        else:
-            apply_group(state.labels_layer.data, step, undo=undo)
-            state.labels_layer.refresh()
-        title = "paint stroke" if step == EXTERNAL else step.title
-        self.show_info(f"{'Undid' if undo else 'Redid'}: {title}")
+        self.show_info(undo_step(state, undo))

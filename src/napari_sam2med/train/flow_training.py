@@ -169,7 +169,7 @@ def compute_loss(outputs, flow_gt, roi_gt, vessel, gamma: float = 0.8):
         epe.append((err * vessel).sum() / vessel.sum().clamp(min=1))
     n_pairs = len(outputs)
     loss = (flow_loss + roi_loss) / n_pairs
-    stats = {"flow": float(flow_loss.detach()) / n_pairs, "roi": float(roi_loss.detach()) / n_pairs, "epe_vessel": float(torch.stack(epe).mean())}
+    stats = {"flow": float(flow_loss.detach()) / n_pairs, "roi": float(roi_loss.detach()) / n_pairs, "epe_vessel": float(torch.stack(epe).mean().detach())}
     return loss, stats
 
 

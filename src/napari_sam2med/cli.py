@@ -62,11 +62,13 @@ def _check_output(path: str, overwrite: bool) -> Path:
 def run_propagate(args: argparse.Namespace) -> int:
     """Run ``sam2med propagate``."""
     import numpy as np
+    import zarr
     from tqdm import tqdm
 
     from .engine import Session
     from .engine.prompts import PromptSet
     from .io import FrameStack, read_array, write_labels
+    from .io.writers import atomic_write
     from .sam2 import load_model
 
     out_path = _check_output(args.out, args.overwrite)
@@ -88,13 +90,24 @@ def run_propagate(args: argparse.Namespace) -> int:
     session.prompts = prompts
     n_ids = max(prompts.object_ids)
     dtype = np.uint8 if n_ids < 256 else np.uint16 if n_ids < 65536 else np.int32
-    labels = np.zeros((len(stack), *stack.frame_shape), dtype=dtype)
-    gen = session.propagate(direction=args.direction, out=labels)
-    with tqdm(desc="propagate", unit="slice", disable=args.no_progress, file=sys.stderr) as bar:
-        for step in gen:
-            bar.total = step.total
-            bar.update(1)
-    write_labels(out_path, labels, scale=getattr(stack, "scale", None))
+    shape = (len(stack), *stack.frame_shape)
+
+    def track(labels) -> None:
+        with tqdm(desc="propagate", unit="slice", disable=args.no_progress, file=sys.stderr) as bar:
+            for step in session.propagate(direction=args.direction, out=labels):
+                bar.total = step.total
+                bar.update(1)
+
+    if out_path.suffix.lower() == ".zarr":
+        # Stream slice by slice into a temporary store, renamed only when complete.
+        def write(tmp: Path) -> None:
+            track(zarr.create_array(store=str(tmp), shape=shape, dtype=dtype, chunks=(1, *shape[1:])))
+
+        atomic_write(out_path, write)
+    else:
+        labels = np.zeros(shape, dtype=dtype)
+        track(labels)
+        write_labels(out_path, labels)
     print(f"wrote {out_path} ({len(prompts.object_ids)} objects, {len(stack)} slices)")
     return 0
 

@@ -199,3 +199,60 @@ def test_prompt_json_round_trip():
                 {"prompts": []}, {"prompts": [{"object": "a", "slice": 0, "points": [[1, 1]]}]}):
         with pytest.raises(ValueError):
             PromptSet.from_json(bad, 8, (20, 20))
+
+
+def test_custom_memory_policy_is_used(model, stack):
+    """A policy that keeps only the conditioning slices changes the result and stores nothing recent."""
+    from napari_sam2med.engine import SAM2MemoryPolicy
+    from napari_sam2med.sam2.model import MemoryContext
+
+    class CondOnly(SAM2MemoryPolicy):
+        calls = 0
+
+        def select(self, frame, bank, *, reverse, num_frames, config):
+            CondOnly.calls += 1
+            ctx = super().select(frame, bank, reverse=reverse, num_frames=num_frames, config=config)
+            return MemoryContext(spatial=[(t, f) for t, f in ctx.spatial if t == 0],
+                                 pointers=ctx.pointers[:1], ptr_tpos_max=ctx.ptr_tpos_max)
+
+        def evict(self, frame, bank, *, reverse, config):
+            bank.recent.clear()
+
+    default = Session(model, stack)
+    custom = Session(model, stack, memory_policy=CondOnly())
+    for s in (default, custom):
+        s.add_points(1, 0, [[17, 17]], [1])
+    a = run_to_end(default.propagate("forward"))
+    b = run_to_end(custom.propagate("forward"))
+    assert CondOnly.calls == 11
+    np.testing.assert_array_equal(a[0], b[0])
+    assert any((a[z] != b[z]).any() for z in range(2, 12))
+
+
+@pytest.mark.parametrize("kind", ["rgb_video", "uint16", "float32", "zarr", "dask"])
+def test_stack_kinds(model, kind, tmp_path):
+    base = oracle.blob_stack(5, 40)
+    window = None
+    if kind == "rgb_video":
+        data = np.stack([base, base // 2, base], axis=-1)  # (T, Y, X, 3)
+    elif kind == "uint16":
+        data, window = base.astype(np.uint16) * 200, (0, 51000)
+    elif kind == "float32":
+        data = base.astype(np.float32) / 7.0
+    elif kind == "zarr":
+        import zarr
+
+        data = zarr.create_array(store=str(tmp_path / "s.zarr"), shape=base.shape, chunks=(1, 40, 40), dtype="uint8")
+        data[:] = base
+    else:
+        import dask.array as da
+
+        data = da.from_array(base, chunks=(1, 40, 40))
+    s = Session(model, FrameStack(data, window=window))
+    s.add_points(1, 2, [[14, 14]], [1])
+    labels = run_to_end(s.propagate("both"))
+    assert labels.shape == (5, 40, 40)
+    if kind == "uint16":  # the window maps to 0..1 like x/255 on the uint8 original
+        ref = Session(model, FrameStack(base))
+        ref.add_points(1, 2, [[14, 14]], [1])
+        np.testing.assert_array_equal(labels, run_to_end(ref.propagate("both")))

@@ -35,6 +35,28 @@ def perturb_(model: torch.nn.Module, seed: int = 0, scale: float = 0.05) -> None
         last.bias.fill_(4.0)
 
 
+def perturbed(module: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Add seeded noise to every parameter so no output is trivially constant; return it in eval mode."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=gen))
+    return module.eval()
+
+
+def mirrored(official: torch.nn.Module, ours: torch.nn.Module) -> torch.nn.Module:
+    """Load the official module's weights into ours (same keys, strict); return ours in eval mode."""
+    assert list(ours.state_dict().keys()) == list(official.state_dict().keys())
+    ours.load_state_dict(official.state_dict(), strict=True)
+    return ours.eval()
+
+
+def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Largest absolute difference of two same-shape tensors (0.0 when empty)."""
+    assert a.shape == b.shape
+    return (a - b).abs().max().item() if a.numel() else 0.0
+
+
 def blob_stack(n: int = 8, size: int = 96, seed: int = 0) -> np.ndarray:
     """A uint8 stack of two moving bright blobs on a textured background."""
     rng = np.random.default_rng(seed)

@@ -55,14 +55,14 @@ def get_reader(path: str | list[str]) -> Callable[[Any], list[tuple]] | None:
 
 
 def _is_labels_file(path: Path, dtype: np.dtype) -> bool:
-    from napari_sam2med.io import stack_name
+    from .io import stack_name
 
     return np.dtype(dtype).kind in "ui" and bool(_LABEL_NAME.search(stack_name(path).lower()))
 
 
 def read_volume(path: str | Path) -> tuple:
     """Read one volume as a napari layer-data tuple ``(data, meta, layer_type)``."""
-    from napari_sam2med.io import LazySlices, read_array, read_spacing, stack_name
+    from .io import LazySlices, read_array, read_spacing, stack_name
 
     path = Path(path)
     data = read_array(path)

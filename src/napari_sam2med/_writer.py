@@ -26,7 +26,7 @@ def _scale(meta: dict, ndim: int) -> list[float] | None:
 def _write_nifti(path: Path, labels: np.ndarray, scale: Sequence[float] | None) -> Path:
     import nibabel as nib
 
-    from napari_sam2med.io import atomic_write
+    from .io import atomic_write
 
     if labels.ndim not in (2, 3):
         raise ValueError(f"NIfTI labels must be 2D or 3D, got shape {labels.shape}")
@@ -51,7 +51,7 @@ def _write_nifti(path: Path, labels: np.ndarray, scale: Sequence[float] | None) 
 
 def write_labels_layer(path: str, data: Any, meta: dict) -> list[str]:
     """napari single-layer writer for Labels: ``.tif/.tiff``, ``.zarr``, ``.nii/.nii.gz``."""
-    from napari_sam2med.io import write_labels
+    from .io import write_labels
 
     target = Path(path)
     labels = np.asarray(data)

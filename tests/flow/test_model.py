@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -70,7 +72,8 @@ def test_convex_upsample_of_constant_flow_is_scaled_constant():
     up = convex_upsample(flow, torch.randn(1, 16 * 9, 5, 6), 4)
     assert up.shape == (1, 2, 20, 24)
     # Interior pixels only (zero padding enters at the border).
-    torch.testing.assert_close(up[..., 4:-4, 4:-4], torch.full_like(up[..., 4:-4, 4:-4], 0) + flow[..., :1, :1] * 4)
+    interior = up[..., 4:-4, 4:-4]
+    torch.testing.assert_close(interior, (4 * flow[..., :1, :1]).expand_as(interior))
 
 
 def test_pad_to_stride_replicates_and_reports_size():
@@ -166,7 +169,32 @@ def test_training_smoke_two_steps():
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         assert np.isfinite(stats["epe_vessel"])
     assert all(np.isfinite(losses))
     assert losses[1] < losses[0] * 1.5
+
+
+def test_training_curriculum_seeds_and_vessel_weight():
+    from napari_sam2med.train import flow_training as ft
+
+    cfg = ft.TrainConfig(pool=3, refresh=0, video_size=48, video_frames=4, curriculum=0.5, start_speed=1.5)
+    sampler = ft.ClipSampler(cfg)
+    # At progress 0 the speed cap is start_speed; after the ramp it is back to 12 px/frame.
+    assert max(float(v.speeds.max()) for v in sampler.pool) <= 1.5 + 1e-6
+    sampler.progress = 1.0
+    assert sampler._new_video().flow.shape == (3, 48, 48, 2)
+    sampler.next_seed = ft.VALIDATION_SEED0 - 1
+    sampler._new_video()
+    assert sampler.next_seed == ft.VALIDATION_SEED0 + 1000  # held-out seeds skipped
+    # Flow loss inside non-ROI vessels grows with vessel_weight.
+    gt = torch.zeros(1, 1, 2, 8, 8)
+    out = SimpleNamespace(flows=[torch.ones(1, 2, 8, 8)], roi_logits=torch.zeros(1, 1, 8, 8))
+    vessel = torch.zeros(1, 8, 8)
+    vessel[:, :2] = 1
+    roi = torch.zeros(1, 1, 8, 8)
+    roi[:, :, -2:] = 1
+    gt[:, :, :, :2] = 1.0  # exact inside the vessel: more vessel weight -> lower normalised loss
+    low = ft.compute_loss([out], gt, roi, vessel, vessel_weight=0.0, roi_weight=1.0)[1]["flow"]
+    high = ft.compute_loss([out], gt, roi, vessel, vessel_weight=10.0, roi_weight=1.0)[1]["flow"]
+    assert high < low

@@ -19,6 +19,8 @@ from napari_sam2med.flow.runner import (
 )
 from napari_sam2med.flow.types import FlowStep, RoiPrompt
 
+from progress_helpers import drain  # tests/progress_helpers.py
+
 
 def _moving_video(n=6, shape=(48, 48), d=(1.0, 2.0), seed=0):
     rng = np.random.default_rng(seed)
@@ -32,15 +34,6 @@ ROIS = [
     RoiPrompt(1, np.array([[20.0, 20.0]]), np.array([1])),
     RoiPrompt(4, np.array([[40.0, 8.0], [5.0, 5.0]]), np.array([1, 0])),
 ]
-
-
-def _drain(gen):
-    steps = []
-    while True:
-        try:
-            steps.append(next(gen))
-        except StopIteration as stop:
-            return steps, stop.value
 
 
 @dataclass
@@ -70,7 +63,7 @@ def test_constant_flow_speeds_and_um_per_s():
     video = np.random.default_rng(1).integers(0, 255, (5, 48, 48), dtype=np.uint8)
     est = ConstantFlow()
     out = {}
-    steps, result = _drain(estimate_flow(video, ROIS, est, out=out, pixel_size=0.5, fps=10.0))
+    steps, result = drain(estimate_flow(video, ROIS, est, out=out, pixel_size=0.5, fps=10.0))
     assert [s.done for s in steps] == [1, 2, 3, 4] and all(s.total == 4 for s in steps)
     assert isinstance(steps[0], FlowProgress) and steps[0].step.index == 0
     # uint8 frames are normalised by /255 one at a time
@@ -91,7 +84,7 @@ def test_constant_flow_speeds_and_um_per_s():
 
 def test_uncalibrated_has_no_um_output():
     out = {}
-    _, result = _drain(estimate_flow(np.zeros((3, 48, 48), np.float32), ROIS[:1], ConstantFlow(), out=out))
+    _, result = drain(estimate_flow(np.zeros((3, 48, 48), np.float32), ROIS[:1], ConstantFlow(), out=out))
     assert result.mean_speed_um_s is None and "speed_um_s" not in out
 
 
@@ -99,9 +92,9 @@ def test_streaming_zarr_equals_numpy_batch(tmp_path):
     video = (_moving_video() * 4000 + 100).astype(np.uint16)
     z = zarr.open_array(str(tmp_path / "v.zarr"), mode="w", shape=video.shape, chunks=(1, 48, 48), dtype=video.dtype)
     z[...] = video
-    _, batch = _drain(estimate_flow(video, ROIS, ILKEstimator(), out=(mem := {})))
+    _, batch = drain(estimate_flow(video, ROIS, ILKEstimator(), out=(mem := {})))
     with flow_output(tmp_path / "FLOW.zarr") as group:
-        _, streamed = _drain(estimate_flow(z, ROIS, ILKEstimator(), out=group, pixel_size=2.0, fps=5.0))
+        _, streamed = drain(estimate_flow(z, ROIS, ILKEstimator(), out=group, pixel_size=2.0, fps=5.0))
     np.testing.assert_array_equal(batch.mean_speed_px, streamed.mean_speed_px)
     g = open_flow_output(tmp_path / "FLOW.zarr")
     assert g["flow"].shape == (5, 48, 48, 2) and g["flow"].dtype == np.float32
@@ -116,7 +109,7 @@ def test_streaming_zarr_equals_numpy_batch(tmp_path):
     inner = mem["flow"][:, 12:36, 12:36].reshape(-1, 2).mean(0)
     np.testing.assert_allclose(inner, [1.0, 2.0], atol=0.2)
     # dask input streams too
-    _, lazy = _drain(estimate_flow(da.from_array(video, chunks=(1, 48, 48)), ROIS, ILKEstimator()))
+    _, lazy = drain(estimate_flow(da.from_array(video, chunks=(1, 48, 48)), ROIS, ILKEstimator()))
     np.testing.assert_array_equal(lazy.mean_speed_px, batch.mean_speed_px)
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 

@@ -31,13 +31,3 @@ def tiny_model():
     sam2 = pytest.importorskip("napari_sam2med.sam2")
     torch.set_num_threads(1)  # the test machine is shared: one thread is ~10x faster than two here
     return sam2.load_model("sam2.1-tiny", image_size=128, random_init=True, device="cpu")
-
-
-def drive(gen):
-    """Run a pipeline generator; return (progress list, result)."""
-    steps = []
-    while True:
-        try:
-            steps.append(next(gen))
-        except StopIteration as stop:
-            return steps, stop.value

@@ -10,37 +10,18 @@ official_transformer = pytest.importorskip("sam2.modeling.sam.transformer")
 from napari_sam2med.sam2.mask_decoder import MaskDecoder  # noqa: E402
 from napari_sam2med.sam2.prompt_encoder import PromptEncoder  # noqa: E402
 from napari_sam2med.sam2.transformer import TwoWayTransformer  # noqa: E402
+from oracle import max_abs_diff, mirrored, perturbed  # noqa: E402  (tests/oracle.py)
 
 EMBED = 256
 IMAGE = 256
 GRID = IMAGE // 16
 
 
-def _perturbed(module: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Add seeded noise to every parameter so no output is trivially constant."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=gen))
-    return module.eval()
-
-
-def _mirror(official: torch.nn.Module, ours: torch.nn.Module) -> torch.nn.Module:
-    assert list(ours.state_dict().keys()) == list(official.state_dict().keys())
-    ours.load_state_dict(official.state_dict(), strict=True)
-    return ours.eval()
-
-
-def _max_diff(a, b) -> float:
-    assert a.shape == b.shape
-    return (a - b).abs().max().item() if a.numel() else 0.0
-
-
 @pytest.fixture(scope="module")
 def prompt_encoders():
     torch.manual_seed(0)
-    off = _perturbed(official_prompt.PromptEncoder(EMBED, (GRID, GRID), (IMAGE, IMAGE), 16), 1)
-    ours = _mirror(off, PromptEncoder(EMBED, (GRID, GRID), (IMAGE, IMAGE), 16))
+    off = perturbed(official_prompt.PromptEncoder(EMBED, (GRID, GRID), (IMAGE, IMAGE), 16), 1)
+    ours = mirrored(off, PromptEncoder(EMBED, (GRID, GRID), (IMAGE, IMAGE), 16))
     return off, ours
 
 
@@ -71,9 +52,9 @@ def test_prompt_encoder_matches_official(prompt_encoders, kind):
     assert d_ours.shape == d_off.shape
     if s_off.numel():
         assert s_off.abs().max() > 0.1
-    assert _max_diff(s_ours, s_off) <= 1e-5
-    assert _max_diff(d_ours, d_off) <= 1e-5
-    assert _max_diff(ours.get_dense_pe(), off.get_dense_pe()) <= 1e-5
+    assert max_abs_diff(s_ours, s_off) <= 1e-5
+    assert max_abs_diff(d_ours, d_off) <= 1e-5
+    assert max_abs_diff(ours.get_dense_pe(), off.get_dense_pe()) <= 1e-5
     assert ours.mask_input_size == off.mask_input_size == (4 * GRID, 4 * GRID)
 
 
@@ -94,8 +75,8 @@ def test_point_labels_select_embeddings(prompt_encoders):
 
 def _transformer_pair(seed=0):
     torch.manual_seed(seed)
-    off = _perturbed(official_transformer.TwoWayTransformer(2, EMBED, 8, 512), seed + 1)
-    return off, _mirror(off, TwoWayTransformer(2, EMBED, 8, 512))
+    off = perturbed(official_transformer.TwoWayTransformer(2, EMBED, 8, 512), seed + 1)
+    return off, mirrored(off, TwoWayTransformer(2, EMBED, 8, 512))
 
 
 def test_two_way_transformer_matches_official():
@@ -108,8 +89,8 @@ def test_two_way_transformer_matches_official():
         q_off, k_off = off(img, pe, tokens)
         q_ours, k_ours = ours(img, pe, tokens)
     assert q_ours.shape == (2, 7, EMBED) and k_ours.shape == (2, 64, EMBED)
-    assert _max_diff(q_ours, q_off) <= 1e-5
-    assert _max_diff(k_ours, k_off) <= 1e-5
+    assert max_abs_diff(q_ours, q_off) <= 1e-5
+    assert max_abs_diff(k_ours, k_off) <= 1e-5
 
 
 DECODER_KW = dict(
@@ -131,9 +112,9 @@ DECODER_KW = dict(
 def decoders():
     torch.manual_seed(0)
     t_off = official_transformer.TwoWayTransformer(2, EMBED, 8, 2048)
-    off = _perturbed(official_decoder.MaskDecoder(transformer_dim=EMBED, transformer=t_off, **DECODER_KW), 2)
+    off = perturbed(official_decoder.MaskDecoder(transformer_dim=EMBED, transformer=t_off, **DECODER_KW), 2)
     ours = MaskDecoder(transformer_dim=EMBED, transformer=TwoWayTransformer(2, EMBED, 8, 2048), **DECODER_KW)
-    return off, _mirror(off, ours)
+    return off, mirrored(off, ours)
 
 
 def _decoder_inputs(batch=2):
@@ -162,7 +143,7 @@ def test_mask_decoder_matches_official(decoders, multimask):
     assert out_ours[3].shape == (2, 1)
     assert out_off[0].std() > 1e-3
     for a, b in zip(out_ours, out_off):
-        assert _max_diff(a, b) <= 1e-4 * max(1.0, b.abs().max().item())
+        assert max_abs_diff(a, b) <= 1e-4 * max(1.0, b.abs().max().item())
 
 
 def test_dynamic_multimask_selection_matches_official(decoders):

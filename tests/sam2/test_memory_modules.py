@@ -15,27 +15,9 @@ from napari_sam2med.sam2 import memory_attention as ma  # noqa: E402
 from napari_sam2med.sam2 import memory_encoder as me  # noqa: E402
 from napari_sam2med.sam2 import position_encoding as pe  # noqa: E402
 from napari_sam2med.sam2.transformer import RoPEAttention  # noqa: E402
+from oracle import max_abs_diff, mirrored, perturbed  # noqa: E402  (tests/oracle.py)
 
 D_MODEL, MEM_DIM = 256, 64
-
-
-def _perturbed(module: torch.nn.Module, seed: int) -> torch.nn.Module:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=gen))
-    return module.eval()
-
-
-def _mirror(official: torch.nn.Module, ours: torch.nn.Module) -> torch.nn.Module:
-    assert list(ours.state_dict().keys()) == list(official.state_dict().keys())
-    ours.load_state_dict(official.state_dict(), strict=True)
-    return ours.eval()
-
-
-def _max_diff(a, b) -> float:
-    assert a.shape == b.shape
-    return (a - b).abs().max().item()
 
 
 def _memory_attention(lib, rope_cls):
@@ -59,8 +41,8 @@ def _memory_attention(lib, rope_cls):
 @pytest.fixture(scope="module")
 def memory_attentions():
     torch.manual_seed(0)
-    off = _perturbed(_memory_attention(official_ma, official_tr.RoPEAttention), 1)
-    ours = _mirror(off, _memory_attention(ma, RoPEAttention))
+    off = perturbed(_memory_attention(official_ma, official_tr.RoPEAttention), 1)
+    ours = mirrored(off, _memory_attention(ma, RoPEAttention))
     assert any(k.startswith("layers.3.cross_attn_image.k_proj") for k in ours.state_dict())
     return off, ours
 
@@ -80,8 +62,8 @@ def test_memory_attention_matches_official(memory_attentions, side):
         # Object-pointer tokens must change the output (they are attended to).
         out_no_ptr = ours(curr, memory[: 2 * n], curr_pos, memory_pos[: 2 * n])
     assert out_ours.shape == (n, batch, D_MODEL)
-    assert _max_diff(out_ours, out_off) <= 1e-4
-    assert _max_diff(out_ours, out_no_ptr) > 1e-3
+    assert max_abs_diff(out_ours, out_off) <= 1e-4
+    assert max_abs_diff(out_ours, out_no_ptr) > 1e-3
 
 
 def test_rope_attention_rejects_non_grid_queries():
@@ -106,8 +88,8 @@ def _memory_encoder(lib, pe_cls):
 @pytest.fixture(scope="module")
 def memory_encoders():
     torch.manual_seed(0)
-    off = _perturbed(_memory_encoder(official_me, official_pe.PositionEmbeddingSine), 3)
-    return off, _mirror(off, _memory_encoder(me, pe.PositionEmbeddingSine))
+    off = perturbed(_memory_encoder(official_me, official_pe.PositionEmbeddingSine), 3)
+    return off, mirrored(off, _memory_encoder(me, pe.PositionEmbeddingSine))
 
 
 @pytest.mark.parametrize("skip_sigmoid", [False, True])
@@ -124,16 +106,16 @@ def test_memory_encoder_matches_official(memory_encoders, skip_sigmoid):
     assert set(o_ours) == {"vision_features", "vision_pos_enc"}
     assert o_ours["vision_features"].shape == (2, MEM_DIM, 16, 16)
     assert o_off["vision_features"].std() > 1e-2
-    assert _max_diff(o_ours["vision_features"], o_off["vision_features"]) <= 1e-4
+    assert max_abs_diff(o_ours["vision_features"], o_off["vision_features"]) <= 1e-4
     assert len(o_ours["vision_pos_enc"]) == 1
-    assert _max_diff(o_ours["vision_pos_enc"][0], o_off["vision_pos_enc"][0]) <= 1e-5
+    assert max_abs_diff(o_ours["vision_pos_enc"][0], o_off["vision_pos_enc"][0]) <= 1e-5
 
 
 def test_get_1d_sine_pe_matches_official():
     pos = torch.tensor([[0.0, 1.0, 2.5], [-3.0, 7.0, 100.0]])
     ours = pe.get_1d_sine_pe(pos, dim=64)
     assert ours.shape == (2, 3, 64)
-    assert _max_diff(ours, official_utils.get_1d_sine_pe(pos, dim=64)) <= 1e-6
+    assert max_abs_diff(ours, official_utils.get_1d_sine_pe(pos, dim=64)) <= 1e-6
     assert torch.allclose(ours[0, 0, 32:], torch.ones(32))  # cos(0) half
 
 
@@ -142,11 +124,11 @@ def test_position_embedding_random_matches_official():
     ours = pe.PositionEmbeddingRandom(64)
     off = official_pe.PositionEmbeddingRandom(64)
     off.load_state_dict(ours.state_dict(), strict=True)
-    assert _max_diff(ours((12, 20)), off((12, 20))) <= 1e-5
+    assert max_abs_diff(ours((12, 20)), off((12, 20))) <= 1e-5
     coords = torch.tensor([[[0.0, 0.0], [100.5, 37.0], [255.0, 127.0]]])
     a = ours.forward_with_coords(coords, (128, 256))
     assert a.shape == (1, 3, 128)
-    assert _max_diff(a, off.forward_with_coords(coords, (128, 256))) <= 1e-5
+    assert max_abs_diff(a, off.forward_with_coords(coords, (128, 256))) <= 1e-5
 
 
 @pytest.mark.parametrize("shape", [(16, 16), (12, 20)])
@@ -155,19 +137,19 @@ def test_position_embedding_sine_matches_official(shape):
     for feats in (64, 256):
         ours = pe.PositionEmbeddingSine(feats)(x)
         assert ours.shape == (2, feats, *shape)
-        assert _max_diff(ours, official_pe.PositionEmbeddingSine(feats)(x)) <= 1e-6
+        assert max_abs_diff(ours, official_pe.PositionEmbeddingSine(feats)(x)) <= 1e-6
 
 
 def test_axial_rope_matches_official_complex():
     cos, sin = pe.compute_axial_rope(32, 8, 6, theta=10000.0)
     cis = official_pe.compute_axial_cis(32, 8, 6, theta=10000.0)
-    assert _max_diff(cos, cis.real) <= 1e-5 and _max_diff(sin, cis.imag) <= 1e-5
+    assert max_abs_diff(cos, cis.real) <= 1e-5 and max_abs_diff(sin, cis.imag) <= 1e-5
     gen = torch.Generator().manual_seed(2)
     q = torch.randn(2, 1, 48, 32, generator=gen)
     k = torch.randn(2, 1, 96, 32, generator=gen)
     q_ours, k_ours = pe.apply_axial_rope(q, k, (cos, sin), repeat_freqs_k=True)
     q_off, k_off = official_pe.apply_rotary_enc(q, k, cis, repeat_freqs_k=True)
-    assert _max_diff(q_ours, q_off) <= 1e-5 and _max_diff(k_ours, k_off) <= 1e-5
+    assert max_abs_diff(q_ours, q_off) <= 1e-5 and max_abs_diff(k_ours, k_off) <= 1e-5
     # Rotations preserve norms.
     assert torch.allclose(q_ours.norm(dim=-1), q.norm(dim=-1), atol=1e-4)
-    assert not math.isclose(_max_diff(q_ours, q), 0.0)
+    assert not math.isclose(max_abs_diff(q_ours, q), 0.0)

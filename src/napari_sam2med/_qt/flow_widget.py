@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 from napari.layers import Image, Points
-from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -28,8 +27,10 @@ from qtpy.QtWidgets import (
 )
 
 from ..flow.command import METHODS, has_default_weights, make_estimator
-from ..flow.runner import estimate_flow, flow_layer_data
+from ..flow.layers import flow_layer_data
+from ..flow.runner import estimate_flow
 from ..flow.types import RoiPrompt
+from ._worker import RunCancelMixin, relay_progress
 
 __all__ = ["FlowWidget", "prompts_from_points", "SpeedPlot"]
 
@@ -64,14 +65,9 @@ def _flow_job(video: Any, rois: list, method: str, weights: str | None, pixel_si
     """Generator run in the worker thread; yields (done, total), returns layers + result."""
     estimator = make_estimator(method, weights)
     out: dict = {}
-    gen = estimate_flow(video, rois, estimator, out=out, pixel_size=pixel_size, fps=fps)
-    while True:
-        try:
-            progress = next(gen)
-        except StopIteration as stop:
-            result = stop.value
-            break
-        yield progress.done, progress.total
+    result = yield from relay_progress(
+        estimate_flow(video, rois, estimator, out=out, pixel_size=pixel_size, fps=fps)
+    )
     layers = flow_layer_data(
         out["flow"], out["roi_ids"], pixel_size=pixel_size, fps=fps, scale=scale,
         name=f"SAM2Flow {method}",
@@ -107,8 +103,11 @@ class SpeedPlot(QWidget):
         self.canvas.draw_idle()
 
 
-class FlowWidget(QWidget):
-    """Dock widget running SAM2Flow (or a classical baseline) on a video layer."""
+class FlowWidget(RunCancelMixin, QWidget):
+    """Dock widget running SAM2Flow (or a classical baseline) on a video layer.
+
+    Cancel stops the worker after the frame pair in flight; no layer is added then.
+    """
 
     def __init__(self, viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -243,33 +242,14 @@ class FlowWidget(QWidget):
         if self.worker is not None:
             return
         try:
-            data, rois, method, weights, pixel_size, fps, scale = self._settings()
+            args = self._settings()
         except (ValueError, FileNotFoundError) as exc:
             show_error(f"SAM2Flow: {exc}")
             return
-        worker = thread_worker(_flow_job, start_thread=False)(
-            data, rois, method, weights, pixel_size, fps, scale
+        self._start_job(
+            _flow_job, *args,
+            on_returned=self._on_returned, on_error=self._on_error, on_aborted=self._on_aborted,
         )
-        worker.yielded.connect(self._on_progress)
-        worker.returned.connect(self._on_returned)
-        worker.errored.connect(self._on_error)
-        worker.aborted.connect(self._on_aborted)
-        worker.finished.connect(self._on_finished)
-        self.worker = worker
-        self.progress.setValue(0)
-        self.run_btn.setEnabled(False)
-        self.cancel_btn.setEnabled(True)
-        worker.start()
-
-    def cancel(self) -> None:
-        """Ask the running worker to stop after the current frame pair."""
-        if self.worker is not None:
-            self.worker.quit()
-
-    def _on_progress(self, value: tuple[int, int]) -> None:
-        done, total = value
-        self.progress.setMaximum(total)
-        self.progress.setValue(done)
 
     def _on_returned(self, value: tuple) -> None:
         result, layers = value
@@ -308,8 +288,3 @@ class FlowWidget(QWidget):
     def _on_aborted(self) -> None:
         self.progress.setValue(0)
         show_info("SAM2Flow: cancelled")
-
-    def _on_finished(self) -> None:
-        self.worker = None
-        self.run_btn.setEnabled(True)
-        self.cancel_btn.setEnabled(False)

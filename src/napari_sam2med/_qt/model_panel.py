@@ -50,7 +50,7 @@ class ModelChoice:
 
 def cached_checkpoint(name: str) -> Path | None:
     """The official checkpoint of ``name`` in the local cache, or None."""
-    from napari_sam2med.sam2 import checkpoint
+    from ..sam2 import checkpoint
 
     try:
         path = checkpoint.cache_dir() / checkpoint.get_spec(name).filename
@@ -61,7 +61,7 @@ def cached_checkpoint(name: str) -> Path | None:
 
 def load_choice(choice: ModelChoice):
     """Build the model a :class:`ModelChoice` describes (runs in a worker thread)."""
-    from napari_sam2med.sam2 import load_model
+    from ..sam2 import load_model
 
     if not choice.random_init and choice.checkpoint is None and cached_checkpoint(choice.name) is None:
         raise FileNotFoundError(
@@ -74,7 +74,7 @@ def load_choice(choice: ModelChoice):
 
 
 def _download(name: str) -> Path:
-    from napari_sam2med.sam2 import checkpoint
+    from ..sam2 import checkpoint
 
     return checkpoint.fetch_checkpoint(name, progress=False, offline=False)
 
@@ -87,7 +87,7 @@ class ModelPanel(QGroupBox):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Model", parent)
-        from napari_sam2med.sam2 import MODEL_NAMES
+        from ..sam2 import MODEL_NAMES
 
         self._worker = None
         self._checkpoint_file: Path | None = None

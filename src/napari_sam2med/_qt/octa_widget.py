@@ -14,18 +14,17 @@ from typing import Any
 
 import numpy as np
 from napari.layers import Image, Labels
-from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import (
     QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLineEdit,
     QProgressBar, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
-from napari_sam2med.octa import datasets as ds
-from napari_sam2med.octa.metrics import METRIC_NAMES, sequence_metrics
-from napari_sam2med.octa.pipeline import OctaConfig, run_layer_sequence, run_manual, run_projection
-from napari_sam2med.octa.prompts import PromptConfig
-
+from ..octa import datasets as ds
+from ..octa.metrics import METRIC_NAMES, sequence_metrics
+from ..octa.pipeline import OctaConfig, run_layer_sequence, run_manual, run_projection
+from ..octa.prompts import PromptConfig
+from ._worker import RunCancelMixin, relay_progress
 from .model_panel import ModelPanel
 
 IMAGE_NAME = "OCTA layers"
@@ -46,13 +45,7 @@ def _octa_job(model, images, mode: str, projection: bool, reference, ref_layer: 
         gen = run_projection(model, images, reference, config)
     else:
         gen = run_layer_sequence(model, images, reference, ref_layer, config)
-    while True:
-        try:
-            step = next(gen)
-        except StopIteration as stop:
-            layers = stop.value
-            break
-        yield step.done, step.total
+    layers = yield from relay_progress(gen)
     rows = None
     if gt is not None:
         pred = layers[0][0]
@@ -61,8 +54,11 @@ def _octa_job(model, images, mode: str, projection: bool, reference, ref_layer: 
     return layers, rows
 
 
-class OctaWidget(QWidget):
-    """Dock widget for SAM-OCTA2-style OCTA vessel / FAZ segmentation."""
+class OctaWidget(RunCancelMixin, QWidget):
+    """Dock widget for SAM-OCTA2-style OCTA vessel / FAZ segmentation.
+
+    Cancel stops the worker after the layer in flight; no layer is added then.
+    """
 
     def __init__(self, viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -284,27 +280,10 @@ class OctaWidget(QWidget):
         except (ValueError, FileNotFoundError, KeyError) as exc:
             show_error(f"OCTA: {exc}")
             return
-        worker = thread_worker(_octa_job, start_thread=False)(*args)
-        worker.yielded.connect(self._on_progress)
-        worker.returned.connect(self._on_returned)
-        worker.errored.connect(lambda exc: show_error(f"OCTA: {exc}"))
-        worker.aborted.connect(lambda: show_info("OCTA: cancelled"))
-        worker.finished.connect(self._on_finished)
-        self.worker = worker
-        self.progress.setValue(0)
-        self.run_btn.setEnabled(False)
-        self.cancel_btn.setEnabled(True)
-        worker.start()
-
-    def cancel(self) -> None:
-        """Stop the running worker after the current layer."""
-        if self.worker is not None:
-            self.worker.quit()
-
-    def _on_progress(self, value: tuple[int, int]) -> None:
-        done, total = value
-        self.progress.setMaximum(max(total, 1))
-        self.progress.setValue(done)
+        self._start_job(
+            _octa_job, *args, on_returned=self._on_returned,
+            on_error=lambda exc: show_error(f"OCTA: {exc}"), on_aborted=lambda: show_info("OCTA: cancelled"),
+        )
 
     def _on_returned(self, value: tuple) -> None:
         layers, rows = value
@@ -320,11 +299,6 @@ class OctaWidget(QWidget):
             self.table.setItem(i, 0, QTableWidgetItem(str(row["layer"])))
             for j, key in enumerate(METRIC_NAMES, start=1):
                 self.table.setItem(i, j, QTableWidgetItem(f"{row[key]:.4f}"))
-
-    def _on_finished(self) -> None:
-        self.worker = None
-        self.run_btn.setEnabled(True)
-        self.cancel_btn.setEnabled(False)
 
     # -- file dialogs -----------------------------------------------------------------
     def _browse(self) -> None:

@@ -2,7 +2,8 @@
 
 All model work runs in napari thread workers; results are written into the
 Labels layer on the main thread, one whole slice at a time, and every write
-is undoable (one undo step per click or per propagation run).
+is undoable (one undo step per click or per propagation run). The worker side
+(slice queue, propagation, cancel) lives in :mod:`.segment_jobs`.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ from typing import Any
 import numpy as np
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from ..engine import Session
-from ..io import FrameStack
-from .label_edits import EXTERNAL
+from .label_edits import EXTERNAL, EditGroup
 from .model_panel import ModelPanel
 from .prompt_layers import (
     collect_prompts, install_polarity_callback, make_points_layer, make_shapes_layer, recolor_points,
@@ -26,7 +25,6 @@ from .segment_state import SegmentationState, desired_prompts, sync_session, und
 from .stack_geometry import StackGeometry, stack_axis_choices
 
 UNDO_KEYS = ("Control-Z", "Control-Shift-Z")
-
 
 
 class SegmentWidget(SegmentJobsMixin, QWidget):
@@ -179,6 +177,9 @@ class SegmentWidget(SegmentJobsMixin, QWidget):
 
     def _ensure_session(self) -> bool:
         """Check inputs and build the session if needed; show an error and return False if not possible."""
+        from ..engine import Session
+        from ..io import FrameStack
+
         state = self.state
         image = self.image_panel.current_image()
         if image is None:

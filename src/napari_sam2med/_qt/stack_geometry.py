@@ -105,7 +105,7 @@ class StackGeometry:
         """The layer data as an ``(N, Y, X)`` or ``(N, Y, X, C)`` array-like, read lazily."""
         if not self.fixed and self.stack_axis == 0:
             return data
-        from napari_sam2med.io.lazy import LazySlices
+        from ..io.lazy import LazySlices
 
         frame_shape = self.frame_shape + ((int(data.shape[-1]),) if self.rgb else ())
         return LazySlices(

@@ -52,12 +52,12 @@ class FeatureCache:
     Parameters
     ----------
     compute : callable
-        ``compute(slice_idx) -> FrameFeatures``, called on a miss.
+        ``compute(slice_idxs) -> list[FrameFeatures]``: encodes one or several slices in one batch.
     capacity : int
         Most slices kept; older ones are dropped, so memory does not grow with the stack.
     """
 
-    def __init__(self, compute: Callable[[int], FrameFeatures], capacity: int = 8):
+    def __init__(self, compute: Callable[[list[int]], list[FrameFeatures]], capacity: int = 8):
         if capacity < 1:
             raise ValueError("cache capacity must be at least 1")
         self._compute = compute
@@ -66,6 +66,7 @@ class FeatureCache:
         self._lock = threading.RLock()
         self.hits = 0
         self.misses = 0
+        self.encoded = 0  # slices encoded, by get() or prefetch()
 
     def get(self, idx: int) -> FrameFeatures:
         """Features of slice ``idx``, computed on a miss."""
@@ -74,14 +75,25 @@ class FeatureCache:
                 self._items.move_to_end(idx)
                 self.hits += 1
                 return self._items[idx]
-        feats = self._compute(idx)
         with self._lock:
             self.misses += 1
-            self._items[idx] = feats
-            self._items.move_to_end(idx)
+        self._store([idx], self._compute([idx]))
+        return self._items[idx]
+
+    def prefetch(self, idxs: list[int]) -> None:
+        """Encode the listed slices that are not cached in one batch (at most ``capacity - 1``)."""
+        todo = list(dict.fromkeys(i for i in idxs if i not in self._items))[: max(self.capacity - 1, 1)]
+        if todo:
+            self._store(todo, self._compute(todo))
+
+    def _store(self, idxs: list[int], feats: list[FrameFeatures]) -> None:
+        with self._lock:
+            self.encoded += len(idxs)
+            for i, f in zip(idxs, feats):
+                self._items[i] = f
+                self._items.move_to_end(i)
             while len(self._items) > self.capacity:
                 self._items.popitem(last=False)
-        return feats
 
     def __contains__(self, idx: int) -> bool:
         return idx in self._items

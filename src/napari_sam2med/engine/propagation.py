@@ -184,12 +184,14 @@ def propagate(session, direction: str = "both", start: int | None = None, stop: 
     session._last_out = out
     done, yielded = 0, set()
     current_reverse = None
-    for z, reverse in order:
+    for pos, (z, reverse) in enumerate(order):
         if reverse != current_reverse:  # a new pass starts from the conditioning slices only
             for b in banks.values():
                 b.clear_recent()
             current_reverse = reverse
         with session.lock, torch.inference_mode():
+            if z not in session.features:
+                session.features.prefetch([zz for zz, _ in order[pos:pos + session.encode_batch]])
             entries = _track_frame(session, z, banks, reverse)
         if not start <= z < stop or z in yielded:
             continue

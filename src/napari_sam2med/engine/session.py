@@ -65,10 +65,13 @@ class Session:
         Image embeddings kept (LRU); a second click on a cached slice costs only the decoder.
     memory_policy : MemoryPolicy, optional
         Memory selection; :class:`SAM2MemoryPolicy` (SAM2's own) by default.
+    encode_batch : int
+        During propagation, slices ahead are encoded this many at a time (one batched
+        forward is faster than several single ones); the cache holds at least this many.
     """
 
     def __init__(self, model: SAM2Model, stack, *, cache_size: int = 8,
-                 memory_policy: MemoryPolicy | None = None):
+                 memory_policy: MemoryPolicy | None = None, encode_batch: int = 4):
         if isinstance(stack, (str, Path)):
             stack = open_stack(stack)
         elif not isinstance(stack, FrameStack):
@@ -79,7 +82,10 @@ class Session:
         self.stack = stack
         self.policy: MemoryPolicy = memory_policy or SAM2MemoryPolicy()
         self.prompts = PromptSet(len(stack), stack.frame_shape)
-        self.features = FeatureCache(self._encode, capacity=cache_size)
+        if encode_batch < 1:
+            raise ValueError("encode_batch must be at least 1")
+        self.encode_batch = int(encode_batch)
+        self.features = FeatureCache(self._encode, capacity=max(cache_size, encode_batch + 1))
         self._cond: dict[tuple[int, int], _CondRecord] = {}
         self._tracked: dict[int, set[int]] = {}
         self._last_out = None
@@ -119,10 +125,14 @@ class Session:
         self._tracked.pop(obj_id, None)
 
     # ------------------------------------------------------------ model calls
-    def _encode(self, idx: int) -> FrameFeatures:
-        x = frame_to_tensor(self.stack.normalized(idx), self.model.image_size, self.device)
+    def _encode(self, idxs: list[int]) -> list[FrameFeatures]:
+        s = self.model.image_size
+        x = torch.cat([frame_to_tensor(self.stack.normalized(i), s, self.device) for i in idxs])
         with torch.inference_mode(), autocast_context(self.device):
-            return self.model.encode_image(x)
+            f = self.model.encode_image(x)
+        one = lambda t, k: t[k:k + 1]  # noqa: E731
+        return [FrameFeatures(one(f.vision, k), one(f.vision_pos, k), (one(f.high_res[0], k), one(f.high_res[1], k)))
+                for k in range(len(idxs))]
 
     def _points(self, p: SlicePrompt) -> PointInputs | None:
         h, w = self.stack.frame_shape

@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from .runner import check_calibration, estimate_flow, flow_output, validate_rois, video_shape
+from .._cli_utils import check_output_path, run_with_callback
+from .calibration import check_calibration
+from .runner import estimate_flow, flow_output, validate_rois, video_shape
 from .types import FlowEstimator, load_rois_json
 
 __all__ = ["add_parser", "run", "make_estimator", "resolve_device", "METHODS"]
@@ -126,21 +128,12 @@ def _open_video(path_str: str) -> Any:
     return video
 
 
-def _check_out(path_str: str, overwrite: bool) -> Path:
-    out = Path(path_str)
-    if out.exists() and not overwrite:
-        raise ValueError(f"output already exists: {out} (use --overwrite)")
-    if not out.parent.exists():
-        raise FileNotFoundError(f"output folder does not exist: {out.parent}")
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     """Run ``sam2med flow``; returns the process exit code (0 ok, 2 bad input)."""
     try:
         video = _open_video(args.video)
         rois = load_rois_json(args.points)
-        out_path = _check_out(args.out, args.overwrite)
+        out_path = check_output_path(args.out, args.overwrite)
         # validate everything (points range, calibration) before loading a model
         check_calibration(args.pixel_size, args.fps)
         validate_rois(rois, video_shape(video)[1:])
@@ -159,13 +152,7 @@ def run(args: argparse.Namespace) -> int:
                 video, rois, estimator, out=group, pixel_size=args.pixel_size, fps=args.fps
             )
             with tqdm(total=n_pairs, unit="pair", disable=args.no_progress, file=sys.stderr) as bar:
-                while True:
-                    try:
-                        next(gen)
-                    except StopIteration as stop:
-                        result = stop.value
-                        break
-                    bar.update(1)
+                result = run_with_callback(gen, lambda _: bar.update(1))
     except (ValueError, FileNotFoundError) as exc:
         print(f"sam2med flow: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

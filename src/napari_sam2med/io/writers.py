@@ -127,6 +127,39 @@ def _as_array_like(array: Any) -> Any:
     return np.asarray(array)
 
 
+def _label_values(labels: Any) -> Any:
+    """Labels as written: bool becomes uint8, other non-integer dtypes are refused."""
+    dtype = np.dtype(labels.dtype)
+    if dtype == np.bool_:
+        return np.asarray(labels).astype(np.uint8)
+    if dtype.kind not in "ui":
+        raise ValueError(f"labels must have an integer dtype, got {dtype}")
+    return labels
+
+
+def _numeric_values(array: Any) -> Any:
+    if np.dtype(array.dtype).kind not in "buifc":
+        raise ValueError(f"cannot write an array of dtype {array.dtype}")
+    return array
+
+
+def _write_checked(
+    path: str | Path,
+    array: Any,
+    scale: Sequence[float] | None,
+    allowed: Sequence[str],
+    what: str,
+    prepare: Callable[[Any], Any],
+) -> Path:
+    """Check suffix, values (``prepare``) and scale in that order, then write atomically."""
+    path = Path(path)
+    suffix = _suffix(path, allowed, what)
+    values = prepare(_as_array_like(array))
+    scale_values = _check_scale(scale, len(values.shape))
+    writer = _WRITERS[suffix]
+    return atomic_write(path, lambda tmp: writer(tmp, values, scale_values))
+
+
 def write_labels(path: str | Path, labels: Any, *, scale: Sequence[float] | None = None) -> Path:
     """Write an integer label volume atomically.
 
@@ -144,18 +177,13 @@ def write_labels(path: str | Path, labels: Any, *, scale: Sequence[float] | None
     -------
     Path
         The written path.
+
+    Raises
+    ------
+    ValueError
+        Unsupported suffix, a non-integer dtype or a bad ``scale``.
     """
-    path = Path(path)
-    suffix = _suffix(path, LABEL_SUFFIXES, "labels")
-    labels = _as_array_like(labels)
-    dtype = np.dtype(labels.dtype)
-    if dtype == np.bool_:
-        labels = np.asarray(labels).astype(np.uint8)
-    elif dtype.kind not in "ui":
-        raise ValueError(f"labels must have an integer dtype, got {dtype}")
-    scale_values = _check_scale(scale, len(labels.shape))
-    writer = _WRITERS[suffix]
-    return atomic_write(path, lambda tmp: writer(tmp, labels, scale_values))
+    return _write_checked(path, labels, scale, LABEL_SUFFIXES, "labels", _label_values)
 
 
 def write_array(path: str | Path, array: Any, *, scale: Sequence[float] | None = None) -> Path:
@@ -175,11 +203,4 @@ def write_array(path: str | Path, array: Any, *, scale: Sequence[float] | None =
     Path
         The written path.
     """
-    path = Path(path)
-    suffix = _suffix(path, ARRAY_SUFFIXES, "an array")
-    array = _as_array_like(array)
-    if np.dtype(array.dtype).kind not in "buifc":
-        raise ValueError(f"cannot write an array of dtype {array.dtype}")
-    scale_values = _check_scale(scale, len(array.shape))
-    writer = _WRITERS[suffix]
-    return atomic_write(path, lambda tmp: writer(tmp, array, scale_values))
+    return _write_checked(path, array, scale, ARRAY_SUFFIXES, "an array", _numeric_values)

@@ -33,10 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from napari_sam2med.octa import datasets as ds
-from napari_sam2med.octa.metrics import sequence_metrics, write_metrics_csv
-from napari_sam2med.octa.pipeline import OctaConfig, run_layer_sequence, run_projection
-from napari_sam2med.octa.prompts import PromptConfig
+from .._cli_utils import check_output_path, run_with_callback
+from . import datasets as ds
+from .metrics import sequence_metrics, write_metrics_csv
+from .pipeline import OctaConfig, run_layer_sequence, run_projection
+from .prompts import PromptConfig
 
 __all__ = ["add_parser", "run", "OctaJob", "prepare_job"]
 
@@ -160,28 +161,17 @@ def prepare_job(args: argparse.Namespace) -> OctaJob:
     return OctaJob(images, reference, k, scored, names, False)
 
 
-def _check_out(path_str: str, overwrite: bool, suffixes=OUT_SUFFIXES) -> Path:
-    out = Path(path_str)
-    if out.suffix.lower() not in suffixes:
-        raise ValueError(f"output {out.name!r} must end in one of {', '.join(suffixes)}")
-    if out.exists() and not overwrite:
-        raise ValueError(f"output already exists: {out} (use --overwrite)")
-    if not out.parent.exists():
-        raise FileNotFoundError(f"output folder does not exist: {out.parent}")
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     """Run ``sam2med octa``; returns the exit code (0 ok, 2 bad input)."""
     try:
-        out_path = _check_out(args.out, args.overwrite)
-        csv_path = _check_out(args.metrics_csv, args.overwrite, (".csv",)) if args.metrics_csv else None
+        out_path = check_output_path(args.out, args.overwrite, OUT_SUFFIXES)
+        csv_path = check_output_path(args.metrics_csv, args.overwrite, (".csv",)) if args.metrics_csv else None
         job = prepare_job(args)
         if csv_path is not None and job.ground_truth is None:
             raise ValueError("--metrics-csv needs a ground truth (a label stack as --gt)")
         config = OctaConfig(task=args.task, min_size=args.min_size,
                             prompts=PromptConfig(n_pos=args.n_pos, n_neg=args.n_neg, seed=args.seed))
-        from napari_sam2med.sam2 import load_model
+        from ..sam2 import load_model
 
         model = load_model(args.model, image_size=args.image_size, checkpoint=args.checkpoint,
                            random_init=args.random_init, device=args.device)
@@ -196,20 +186,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         gen = run_layer_sequence(model, job.images, job.reference, job.ref_layer, config)
     with tqdm(total=len(job.images), unit="layer", file=sys.stderr) as bar:
-        while True:
-            try:
-                progress = next(gen)
-            except StopIteration as stop:
-                result = stop.value
-                break
-            if progress.stage == "propagate":
-                bar.update(1)
+        result = run_with_callback(gen, lambda step: bar.update(1) if step.stage == "propagate" else None)
     labels = result[0][0]
     rows = None
     if job.ground_truth is not None:
         pred = labels[None] if labels.ndim == 2 else labels
         rows = sequence_metrics(pred > 0, job.ground_truth, layer_names=job.layer_names)
-    from napari_sam2med.io import write_labels
+    from ..io import write_labels
 
     write_labels(out_path, labels.astype(np.int32))
     if csv_path is not None and rows is not None:

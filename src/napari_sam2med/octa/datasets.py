@@ -313,7 +313,7 @@ def read_faz3d(path: str | Path, mirror: str | None = "auto") -> np.ndarray:
 
 def read_stack(path: str | Path) -> np.ndarray:
     """Read a plain (L, H, W) TIFF / zarr / npy stack into memory via ``napari_sam2med.io``."""
-    from napari_sam2med import io as sio
+    from .. import io as sio
 
     reader = getattr(sio, "read_array", None)
     if reader is not None:

@@ -28,8 +28,8 @@ from typing import Generator, Iterable
 
 import numpy as np
 
-from napari_sam2med.octa.objects import objects_for_task
-from napari_sam2med.octa.prompts import ObjectPrompts, PromptConfig, prompts_from_labels
+from .objects import objects_for_task
+from .prompts import ObjectPrompts, PromptConfig, prompts_from_labels
 
 LayerData = tuple[np.ndarray, dict, str]
 
@@ -85,8 +85,8 @@ def _check_images(images: np.ndarray) -> np.ndarray:
 
 
 def _new_session(model, images: np.ndarray, cache_size: int):
-    from napari_sam2med.engine import Session
-    from napari_sam2med.io import FrameStack
+    from ..engine import Session
+    from ..io import FrameStack
 
     return Session(model, FrameStack(images), cache_size=cache_size)
 

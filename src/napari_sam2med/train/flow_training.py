@@ -15,6 +15,16 @@ Recipe (v1, CPU, one thread)
   gradient clipping at 1.0; 4 GRU iterations in training.
 * Loss: sequence L1 on the upsampled flows (gamma 0.8) with per-pixel weights
   1 + 4 * vessel + 10 * ROI, plus BCE + Dice on the ROI logits.
+* Recipe knobs added for the second run (v1 continued; see the model card): the
+  loss weights ``vessel_weight`` / ``roi_weight`` (flow supervision on *all* vessels of
+  the crop, not only the prompted ROIs, so every sample gives more signal), the warm-up
+  fraction, ``--resume`` from a checkpoint, and an easy-to-hard curriculum
+  (``curriculum`` = fraction of the run over which the speed cap ramps from
+  ``start_speed`` to 12 px/frame and the photon floor from ``start_photons`` to 60).
+  Training seeds for ``--seed k`` are ``1_000_000 + 10_000_000 k + i``; the sampler
+  skips the validation seeds should a stream ever reach them.
+* Correlation reach: look-up radius 3 on a 3-level pyramid at 1/4 resolution covers
+  +-3 * 4 * 2**2 = 48 px, well above the 12 px/frame maximum speed.
 * Evaluation: :func:`evaluate` on ``validation_set()`` (12 videos 128x128x12, all
   vessels prompted with :func:`prompts_for`), end-point error and 1/3/5-px accuracy
   inside the ground-truth vessel mask, against TV-L1 (``skimage.registration``).
@@ -43,6 +53,7 @@ from napari_sam2med.flow.model import SAM2Flow, SAM2FlowConfig
 from napari_sam2med.flow.synthetic import SyntheticConfig, make_video, prompts_for, validation_set
 
 TRAIN_SEED0 = 1_000_000
+VALIDATION_SEED0 = 20261122  # default seed of validation_set()
 
 
 @dataclass
@@ -66,6 +77,12 @@ class TrainConfig:
     video_frames: int = 8
     ckpt_every: int = 200
     seed: int = 0
+    warmup: float = 0.05
+    vessel_weight: float = 4.0
+    roi_weight: float = 10.0
+    curriculum: float = 0.0
+    start_speed: float = 12.0
+    start_photons: float = 60.0
 
 
 class ClipSampler:
@@ -75,12 +92,22 @@ class ClipSampler:
         self.cfg = cfg
         self.rng = np.random.default_rng(cfg.seed)
         self.next_seed = TRAIN_SEED0 + cfg.seed * 10_000_000
+        self.progress = 0.0
         self.pool = [self._new_video() for _ in range(cfg.pool)]
 
     def _new_video(self):
         self.next_seed += 1
+        if VALIDATION_SEED0 <= self.next_seed < VALIDATION_SEED0 + 1000:
+            self.next_seed = VALIDATION_SEED0 + 1000  # never train on held-out videos
         c = self.cfg
-        return make_video(SyntheticConfig(height=c.video_size, width=c.video_size, n_frames=c.video_frames, seed=self.next_seed))
+        # Easy-to-hard curriculum: the speed cap and the photon floor ramp linearly to the
+        # default (validation) values over the first ``curriculum`` fraction of training.
+        ramp = min(self.progress / c.curriculum, 1.0) if c.curriculum > 0 else 1.0
+        default = SyntheticConfig()
+        max_speed = c.start_speed + ramp * (default.max_speed - c.start_speed)
+        photons = (c.start_photons + ramp * (default.photons[0] - c.start_photons), default.photons[1])
+        return make_video(SyntheticConfig(height=c.video_size, width=c.video_size, n_frames=c.video_frames,
+                                          max_speed=max_speed, photons=photons, seed=self.next_seed))
 
     def refresh(self) -> None:
         for _ in range(self.cfg.refresh):
@@ -150,9 +177,10 @@ class ClipSampler:
         return frames[:, :, None], flow.permute(0, 1, 4, 2, 3), masks.float(), vessel.float(), pts, labs
 
 
-def compute_loss(outputs, flow_gt, roi_gt, vessel, gamma: float = 0.8):
+def compute_loss(outputs, flow_gt, roi_gt, vessel, gamma: float = 0.8, vessel_weight: float = 4.0,
+                 roi_weight: float = 10.0):
     """Sequence flow loss (ROI/vessel weighted L1) + ROI BCE/Dice; returns (loss, stats)."""
-    weight = 1.0 + 4.0 * vessel + 10.0 * roi_gt.amax(dim=1)  # (B, H, W)
+    weight = 1.0 + vessel_weight * vessel + roi_weight * roi_gt.amax(dim=1)  # (B, H, W)
     weight = (weight / weight.mean())[:, None]
     flow_loss, roi_loss, epe = 0.0, 0.0, []
     for t, out in enumerate(outputs):
@@ -173,11 +201,11 @@ def compute_loss(outputs, flow_gt, roi_gt, vessel, gamma: float = 0.8):
     return loss, stats
 
 
-def schedule(progress: float, lr: float) -> float:
+def schedule(progress: float, lr: float, warmup: float = 0.05) -> float:
     """One-cycle learning rate at training progress in [0, 1]."""
-    if progress < 0.05:
-        return lr * (0.04 + 0.96 * progress / 0.05)
-    p = min((progress - 0.05) / 0.95, 1.0)
+    if progress < warmup:
+        return lr * (0.04 + 0.96 * progress / warmup)
+    p = min((progress - warmup) / (1.0 - warmup), 1.0)
     return lr / 50 + (lr - lr / 50) * 0.5 * (1 + math.cos(math.pi * p))
 
 
@@ -250,10 +278,11 @@ def train(cfg: TrainConfig, out: Path, log=print, resume: Path | None = None) ->
         if progress > 1.0:
             break
         for group in opt.param_groups:
-            group["lr"] = schedule(progress, cfg.lr)
+            group["lr"] = schedule(progress, cfg.lr, cfg.warmup)
+        sampler.progress = progress
         frames, flow, masks, vessel, pts, labs = sampler.batch()
         outputs = model(frames, pts, labs, iters=cfg.iters)
-        loss, stats = compute_loss(outputs, flow, masks, vessel, cfg.gamma)
+        loss, stats = compute_loss(outputs, flow, masks, vessel, cfg.gamma, cfg.vessel_weight, cfg.roi_weight)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss at step {step}")
         opt.zero_grad(set_to_none=True)
@@ -262,7 +291,7 @@ def train(cfg: TrainConfig, out: Path, log=print, resume: Path | None = None) ->
         opt.step()
         sampler.refresh()
         if step % 20 == 0 or step == 1:
-            log(f"step {step} t={elapsed:.0f}s lr={opt.param_groups[0]['lr']:.2e} loss={float(loss):.3f} "
+            log(f"step {step} t={elapsed:.0f}s lr={opt.param_groups[0]['lr']:.2e} loss={float(loss.detach()):.3f} "
                 + " ".join(f"{k}={v:.3f}" for k, v in stats.items()))
         if step % cfg.ckpt_every == 0:
             save_weights(model, out, {"steps": step, "wall_s": elapsed, "partial": True})
@@ -281,6 +310,17 @@ def main(argv=None) -> None:
     parser.add_argument("--crop", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--resume", type=Path, default=None)
+    parser.add_argument("--lr", type=float, default=4e-4)
+    parser.add_argument("--iters", type=int, default=4)
+    parser.add_argument("--warmup", type=float, default=0.05)
+    parser.add_argument("--vessel-weight", type=float, default=4.0)
+    parser.add_argument("--roi-weight", type=float, default=10.0)
+    parser.add_argument("--curriculum", type=float, default=0.0, help="fraction of training spent ramping difficulty")
+    parser.add_argument("--start-speed", type=float, default=12.0)
+    parser.add_argument("--start-photons", type=float, default=60.0)
+    parser.add_argument("--pool", type=int, default=192)
+    parser.add_argument("--ckpt-every", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-only", action="store_true", help="only evaluate --out on the validation set")
     parser.add_argument("--eval-videos", type=int, default=12)
     args = parser.parse_args(argv)
@@ -290,7 +330,12 @@ def main(argv=None) -> None:
 
         model = load_flow_model(args.out)
     else:
-        cfg = TrainConfig(steps=args.steps, max_minutes=args.max_minutes, batch=args.batch, crop=args.crop)
+        cfg = TrainConfig(
+            steps=args.steps, max_minutes=args.max_minutes, batch=args.batch, crop=args.crop, lr=args.lr,
+            iters=args.iters, warmup=args.warmup, vessel_weight=args.vessel_weight, roi_weight=args.roi_weight,
+            curriculum=args.curriculum, start_speed=args.start_speed, start_photons=args.start_photons,
+            pool=args.pool, ckpt_every=args.ckpt_every, seed=args.seed,
+        )
         model = train(cfg, args.out, log=lambda s: print(s, flush=True), resume=args.resume)
     t0 = time.perf_counter()
     result = evaluate(model, validation_set(args.eval_videos))

@@ -11,6 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
+from ._cli_utils import check_output_path
+
 __all__ = ["main", "build_parser"]
 
 EXIT_BAD_INPUT = 2
@@ -48,17 +50,6 @@ def _add_propagate(sub) -> None:
     p.set_defaults(func=run_propagate)
 
 
-def _check_output(path: str, overwrite: bool) -> Path:
-    out = Path(path)
-    if out.suffix.lower() not in LABEL_SUFFIXES:
-        raise UserError(f"--out must end in {', '.join(LABEL_SUFFIXES)}, got {out.name!r}")
-    if out.exists() and not overwrite:
-        raise UserError(f"{out} exists (use --overwrite)")
-    if not out.parent.is_dir():
-        raise UserError(f"output folder {out.parent} does not exist")
-    return out
-
-
 def run_propagate(args: argparse.Namespace) -> int:
     """Run ``sam2med propagate``."""
     import numpy as np
@@ -71,7 +62,7 @@ def run_propagate(args: argparse.Namespace) -> int:
     from .io.writers import atomic_write
     from .sam2 import load_model
 
-    out_path = _check_output(args.out, args.overwrite)
+    out_path = check_output_path(args.out, args.overwrite, LABEL_SUFFIXES)
     try:
         stack = FrameStack(read_array(args.stack), window=args.window)
     except (ValueError, TypeError) as err:

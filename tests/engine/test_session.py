@@ -160,13 +160,16 @@ def test_propagation_keeps_other_labels(model, stack):
     assert (out[:, 17, 17] == 9).all()
 
 
-def test_write_slice_overlap_goes_to_larger_logit():
-    out = np.zeros((1, 2, 2), np.int32)
+def test_exclusive_masks_larger_logit_wins():
+    from napari_sam2med.engine import exclusive_masks
+
     a = np.array([[1, 1], [0, 0]], bool)
     b = np.array([[1, 0], [1, 0]], bool)
     la = np.array([[2.0, 1.0], [0, 0]])
     lb = np.array([[3.0, 0], [1.0, 0]])
-    write_slice(out, 0, {1: a, 2: b}, {1: la, 2: lb})
+    got = exclusive_masks({1: a, 2: b}, {1: la, 2: lb})
+    out = np.zeros((1, 2, 2), np.int32)
+    write_slice(out, 0, got)
     np.testing.assert_array_equal(out[0], [[2, 1], [2, 0]])
 
 

@@ -22,32 +22,10 @@ import numpy as np
 
 
 def merge_object_masks(current: np.ndarray, masks: dict[int, np.ndarray]) -> np.ndarray:
-    """Return a new label slice with ``masks`` merged into ``current``.
+    """Return a new label slice with ``masks`` merged into ``current`` (the engine's rule)."""
+    from ..engine.propagation import merge_masks
 
-    Parameters
-    ----------
-    current : np.ndarray
-        Integer label slice ``(Y, X)``; not modified.
-    masks : dict of int to np.ndarray
-        Object id -> boolean mask ``(Y, X)``. Ids must be positive.
-
-    Returns
-    -------
-    np.ndarray
-        Same dtype and shape as ``current``.
-    """
-    out = np.array(current, copy=True)
-    own = sorted(int(i) for i in masks)
-    if any(i <= 0 for i in own):
-        raise ValueError(f"object ids must be positive, got {own}")
-    if own:
-        out[np.isin(out, own)] = 0
-    for obj_id in own:
-        mask = np.asarray(masks[obj_id], dtype=bool)
-        if mask.shape != out.shape:
-            raise ValueError(f"mask for object {obj_id} has shape {mask.shape}, expected {out.shape}")
-        out[mask & (out == 0)] = obj_id
-    return out
+    return merge_masks(current, masks)
 
 
 @dataclass

@@ -14,19 +14,20 @@ from typing import Generator, Iterable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..sam2.device import autocast_context
 from ..sam2.model import MemoryContext
 from .memory import MemoryBank, MemoryEntry
 
-__all__ = ["PropagationStep", "propagate", "run_to_end", "write_slice", "DIRECTIONS"]
+__all__ = ["PropagationStep", "propagate", "run_to_end", "merge_masks", "write_slice", "exclusive_masks", "DIRECTIONS"]
 
 DIRECTIONS = ("forward", "backward", "both")
 
 
 @dataclass
 class PropagationStep:
-    """Progress of a propagation: the slice just written and its masks."""
+    """Progress of a propagation: the slice just written and its (disjoint) object masks."""
 
     slice_idx: int
     masks: dict[int, np.ndarray] = field(default_factory=dict)
@@ -36,32 +37,44 @@ class PropagationStep:
     logits: dict = field(default_factory=dict, repr=False)  # object id -> low-res logits (1, 1, S/4, S/4)
 
 
-def write_slice(out, slice_idx: int, masks: dict[int, np.ndarray], logits: dict[int, np.ndarray] | None = None,
-                own_ids: Iterable[int] | None = None) -> np.ndarray:
-    """Write object masks into one slice of a label array without touching other ids.
+def merge_masks(current: np.ndarray, masks: dict[int, np.ndarray], own_ids: Iterable[int] | None = None) -> np.ndarray:
+    """Return a copy of a label slice with object masks merged in, other ids untouched.
 
-    Pixels of ``own_ids`` (default: the ids in ``masks``) are first cleared, then each mask is
-    written where the slice is background; where objects overlap, the larger logit wins.
-    Returns the new slice.
+    Pixels of ``own_ids`` (default: the ids in ``masks``) are cleared first, then each mask is
+    written where the slice is background, in ascending id order (so the lower id wins an
+    overlap between the given masks). Pixels of any other id never change.
     """
-    own = list(masks if own_ids is None else own_ids)
-    cur = np.array(out[slice_idx])
-    cur[np.isin(cur, own)] = 0
-    ids = list(masks)
-    if ids:
-        stack = np.stack([masks[i] for i in ids])
-        if logits is not None and len(ids) > 1:
-            score = np.where(stack, np.stack([logits[i] for i in ids]), -np.inf)
-            winner = np.argmax(score, axis=0)
-            new = np.where(stack.any(0), np.asarray(ids)[winner], 0)
-        else:
-            new = np.zeros(cur.shape, dtype=np.int64)
-            for i in ids:
-                new[(masks[i]) & (new == 0)] = i
-        free = cur == 0
-        cur[free] = new[free]
+    cur = np.array(current, copy=True)
+    ids = sorted(int(i) for i in masks)
+    if any(i <= 0 for i in ids):
+        raise ValueError(f"object ids must be positive, got {ids}")
+    own = ids if own_ids is None else sorted(int(i) for i in own_ids)
+    if own:
+        cur[np.isin(cur, own)] = 0
+    for i in ids:
+        m = np.asarray(masks[i], dtype=bool)
+        if m.shape != cur.shape:
+            raise ValueError(f"mask of object {i} has shape {m.shape}, expected {cur.shape}")
+        cur[m & (cur == 0)] = i
+    return cur
+
+
+def write_slice(out, slice_idx: int, masks: dict[int, np.ndarray], own_ids: Iterable[int] | None = None) -> np.ndarray:
+    """Merge object masks into ``out[slice_idx]`` (see :func:`merge_masks`) and return the new slice."""
+    cur = merge_masks(out[slice_idx], masks, own_ids)
     out[slice_idx] = cur
     return cur
+
+
+def exclusive_masks(masks: dict[int, np.ndarray], logits: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+    """Make object masks disjoint: where several claim a pixel, the larger logit keeps it."""
+    ids = list(masks)
+    if len(ids) < 2:
+        return dict(masks)
+    stack = np.stack([np.asarray(masks[i], bool) for i in ids])
+    score = np.where(stack, np.stack([np.asarray(logits[i]) for i in ids]), -np.inf)
+    winner = np.argmax(score, axis=0)
+    return {i: stack[k] & (winner == k) for k, i in enumerate(ids)}
 
 
 def _passes(direction: str, anchors: list[int], start: int, stop: int) -> list[tuple[int, int, bool]]:
@@ -196,15 +209,12 @@ def propagate(session, direction: str = "both", start: int | None = None, stop: 
         if not start <= z < stop or z in yielded:
             continue
         logits = {o: e.low_res_logits for o, e in entries.items()}
-        masks_arr = session.to_image_masks(torch.cat(list(logits.values()), 0))
-        masks = {o: masks_arr[k] for k, o in enumerate(logits)}
-        up = None
-        if len(masks) > 1:
-            h, w = session.stack.frame_shape
-            up_t = torch.nn.functional.interpolate(torch.cat(list(logits.values()), 0), size=(h, w),
-                                                   mode="bilinear", align_corners=False)[:, 0].cpu().numpy()
-            up = {o: up_t[k] for k, o in enumerate(logits)}
-        write_slice(out, z, masks, up, own_ids=ids)
+        h, w = session.stack.frame_shape
+        up = F.interpolate(torch.cat(list(logits.values()), 0), size=(h, w), mode="bilinear",
+                           align_corners=False)[:, 0].cpu().numpy()
+        up_by_id = {o: up[k] for k, o in enumerate(logits)}
+        masks = exclusive_masks({o: u > 0 for o, u in up_by_id.items()}, up_by_id)
+        write_slice(out, z, masks, own_ids=ids)
         for o in ids:
             session._tracked.setdefault(o, set()).add(z)
         yielded.add(z)

@@ -285,7 +285,7 @@ class Hiera(nn.Module):
         )
 
         depth = sum(stages)
-        drop_rates = torch.linspace(0, drop_path_rate, depth).tolist()
+        drop_rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # no tensor: meta-safe
         self.blocks = nn.ModuleList()
         stage = 0
         dim = embed_dim

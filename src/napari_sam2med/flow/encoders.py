@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from napari_sam2med.sam2.hiera import Hiera
+from ..sam2.hiera import Hiera
 
 __all__ = ["ResidualBlock", "MatchingEncoder", "HieraContextEncoder"]
 

@@ -29,10 +29,13 @@ Recipe (v1, CPU, one thread)
   vessels prompted with :func:`prompts_for`), end-point error and 1/3/5-px accuracy
   inside the ground-truth vessel mask, against TV-L1 (``skimage.registration``).
 
-Run::
+Run (run 1, then run 2 = the shipped weights, see models/SAM2FLOW_MODEL_CARD.md)::
 
-    python -m napari_sam2med.train.flow_training --steps 3000 --max-minutes 36 \\
-        --out models/sam2flow_v1.pt
+    python -m napari_sam2med.train.flow_training --steps 4000 --max-minutes 36 --out run1.pt
+    python -m napari_sam2med.train.flow_training --steps 5000 --max-minutes 45 \\
+        --out models/sam2flow_v1.pt --resume run1.pt --lr 5e-4 --warmup 0.03 \\
+        --vessel-weight 10 --roi-weight 5 --curriculum 0.25 --start-speed 6 \\
+        --start-photons 300 --seed 1
 """
 
 from __future__ import annotations
@@ -48,9 +51,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from napari_sam2med.flow.estimator import SAM2FlowEstimator
-from napari_sam2med.flow.model import SAM2Flow, SAM2FlowConfig
-from napari_sam2med.flow.synthetic import SyntheticConfig, make_video, prompts_for, validation_set
+from ..flow.estimator import SAM2FlowEstimator
+from ..flow.model import SAM2Flow, SAM2FlowConfig
+from ..flow.synthetic import SyntheticConfig, make_video, prompts_for, validation_set
 
 TRAIN_SEED0 = 1_000_000
 VALIDATION_SEED0 = 20261122  # default seed of validation_set()
@@ -326,7 +329,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.eval_only:
-        from napari_sam2med.flow.estimator import load_flow_model
+        from ..flow.estimator import load_flow_model
 
         model = load_flow_model(args.out)
     else:

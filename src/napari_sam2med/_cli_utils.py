@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Generator, Sequence
+from typing import Sequence
 
-__all__ = ["check_output_path", "run_with_callback"]
+__all__ = ["check_output_path"]
 
 
 def check_output_path(path: str, overwrite: bool, suffixes: Sequence[str] | None = None) -> Path:
@@ -40,13 +40,3 @@ def check_output_path(path: str, overwrite: bool, suffixes: Sequence[str] | None
     if not out.parent.exists():
         raise FileNotFoundError(f"output folder does not exist: {out.parent}")
     return out
-
-
-def run_with_callback(gen: Generator, on_step: Callable[[Any], None]) -> Any:
-    """Drive a progress generator to the end, calling ``on_step(step)`` per step; return its result."""
-    while True:
-        try:
-            step = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        on_step(step)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Generator, Iterable
+from typing import Callable, Generator, Iterable
 
 import numpy as np
 import torch
@@ -186,16 +186,12 @@ def propagate(session, direction: str = "both", start: int | None = None, stop: 
             banks[o] = MemoryBank(cond=cond)
     anchors = sorted({s for b in banks.values() for s in b.cond})
     plan = _passes(direction, anchors, start, stop)
-    order: list[tuple[int, bool]] = []
-    written: set[int] = set()
-    for first, last, reverse in plan:
-        step = -1 if reverse else 1
-        for z in range(first, last + step, step):
-            order.append((z, reverse))
-    targets = [z for z, _ in order if start <= z < stop and not (z in written or written.add(z))]
-    total = len(targets)
+    order = [(z, reverse) for first, last, reverse in plan
+             for z in range(first, last + (-1 if reverse else 1), -1 if reverse else 1)]
+    total = len({z for z, _ in order if start <= z < stop})
     session._last_out = out
-    done, yielded = 0, set()
+    h, w = session.stack.frame_shape
+    yielded: set[int] = set()
     current_reverse = None
     for pos, (z, reverse) in enumerate(order):
         if reverse != current_reverse:  # a new pass starts from the conditioning slices only
@@ -209,7 +205,6 @@ def propagate(session, direction: str = "both", start: int | None = None, stop: 
         if not start <= z < stop or z in yielded:
             continue
         logits = {o: e.low_res_logits for o, e in entries.items()}
-        h, w = session.stack.frame_shape
         up = F.interpolate(torch.cat(list(logits.values()), 0), size=(h, w), mode="bilinear",
                            align_corners=False)[:, 0].cpu().numpy()
         up_by_id = {o: up[k] for k, o in enumerate(logits)}
@@ -218,16 +213,20 @@ def propagate(session, direction: str = "both", start: int | None = None, stop: 
         for o in ids:
             session._tracked.setdefault(o, set()).add(z)
         yielded.add(z)
-        done += 1
-        yield PropagationStep(slice_idx=z, masks=masks, done=done, total=total,
+        yield PropagationStep(slice_idx=z, masks=masks, done=len(yielded), total=total,
                               direction="backward" if reverse else "forward", logits=logits)
     return out
 
 
-def run_to_end(gen: Generator):
-    """Drive a progress generator to completion and return its result."""
+def run_to_end(gen: Generator, on_step: Callable[[object], None] | None = None):
+    """Drive a progress generator to completion and return its result.
+
+    ``on_step(step)``, when given, is called with every yielded progress object.
+    """
     while True:
         try:
-            next(gen)
+            step = next(gen)
         except StopIteration as stop:
             return stop.value
+        if on_step is not None:
+            on_step(step)

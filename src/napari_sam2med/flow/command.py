@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from .._cli_utils import check_output_path, run_with_callback
+from .._cli_utils import check_output_path
+from ..engine.propagation import run_to_end
 from .calibration import check_calibration
 from .runner import estimate_flow, flow_output, validate_rois, video_shape
 from .types import FlowEstimator, load_rois_json
@@ -152,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
                 video, rois, estimator, out=group, pixel_size=args.pixel_size, fps=args.fps
             )
             with tqdm(total=n_pairs, unit="pair", disable=args.no_progress, file=sys.stderr) as bar:
-                result = run_with_callback(gen, lambda _: bar.update(1))
+                result = run_to_end(gen, lambda _: bar.update(1))
     except (ValueError, FileNotFoundError) as exc:
         print(f"sam2med flow: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -33,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from .._cli_utils import check_output_path, run_with_callback
+from .._cli_utils import check_output_path
+from ..engine.propagation import run_to_end
 from . import datasets as ds
 from .metrics import sequence_metrics, write_metrics_csv
 from .pipeline import OctaConfig, run_layer_sequence, run_projection
@@ -186,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         gen = run_layer_sequence(model, job.images, job.reference, job.ref_layer, config)
     with tqdm(total=len(job.images), unit="layer", file=sys.stderr) as bar:
-        result = run_with_callback(gen, lambda step: bar.update(1) if step.stage == "propagate" else None)
+        result = run_to_end(gen, lambda step: bar.update(1) if step.stage == "propagate" else None)
     labels = result[0][0]
     rows = None
     if job.ground_truth is not None:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import torch
 
-
 from .checkpoint import load_state_dict, resolve_checkpoint
 from .common import MLP
 from .configs import SAM2Config, get_config

@@ -266,8 +266,8 @@ class SAM2Model(nn.Module):
         return mem
 
     # ------------------------------------------------------------ one step
-    def use_multimask(self, initial: bool, points: PointInputs | None) -> bool:
-        """SAM2's rule: several candidates for 0 or 1 click (on any frame while tracking)."""
+    def use_multimask(self, points: PointInputs | None) -> bool:
+        """SAM2's rule: several candidates for 0 or 1 click (on any frame, tracking included)."""
         n = 0 if points is None else points.count
         return self.config.multimask_min_pt_num <= n <= self.config.multimask_max_pt_num
 
@@ -293,7 +293,7 @@ class SAM2Model(nn.Module):
             multi, ious, low, high, ptr, score = self.mask_as_output(feats, mask)
         else:
             pix = self.condition_on_memory(feats, memory)
-            multimask = self.use_multimask(memory is None, points)
+            multimask = self.use_multimask(points)
             multi, ious, low, high, ptr, score = self.forward_sam_heads(
                 pix, feats.high_res, points, prev_mask_logits, multimask)
         mem = None

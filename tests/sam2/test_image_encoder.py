@@ -198,3 +198,44 @@ def test_drop_path_identity_in_eval_and_drops_in_training():
     kept = (y[:, 0] > 0).float().mean().item()
     assert 0.35 < kept < 0.65
     assert set(torch.unique(y).tolist()) <= {0.0, 2.0}
+
+
+@pytest.mark.parametrize("q_stride", [None, (2, 2)])
+def test_padded_window_block_equals_zero_padding_then_projection(q_stride):
+    """The block projects only real tokens and fills the padding with the bias; check that
+    against the literal recipe (zero-pad the normalised map, then project every token)."""
+    from napari_sam2med.sam2.hiera import HieraBlock
+
+    torch.manual_seed(0)
+    block = HieraBlock(32, 64, num_heads=2, q_stride=q_stride, window_size=6).eval()
+    for p in block.parameters():
+        p.data.add_(0.1 * torch.randn_like(p))  # non-trivial biases matter here
+    x = torch.randn(2, 10, 14, 32)  # 10x14 is padded to 12x18 by 6x6 windows
+    with torch.no_grad():
+        normed = block.norm1(x)
+        shortcut = block.proj(normed)
+        if q_stride:
+            shortcut = torch.nn.functional.max_pool2d(shortcut.permute(0, 3, 1, 2), 2).permute(0, 2, 3, 1)
+        windows, grid = window_partition(normed, 6)  # zero padding
+        attended = window_unpartition(block.attn(windows), grid, shortcut.shape[1:3])
+        ref = shortcut + attended
+        ref = ref + block.mlp(block.norm2(ref))
+        got = block(x)
+    assert got.shape == ref.shape == (2, *shortcut.shape[1:3], 64)
+    assert torch.allclose(got, ref, atol=1e-5), (got - ref).abs().max()
+
+
+def test_cached_position_embedding_follows_weight_changes():
+    trunk = Hiera(embed_dim=16, stages=[1, 1, 1, 1], global_att_blocks=[3], window_spec=[4, 4, 2, 2]).eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.inference_mode():
+        first = [t.clone() for t in trunk(x)]
+        assert all(torch.equal(a, b) for a, b in zip(first, trunk(x)))  # served from the cache
+    with torch.no_grad():
+        trunk.pos_embed.add_(1.0)  # in-place edit bumps the version counter
+        changed = trunk(x)
+    assert not torch.equal(first[0], changed[0])
+    trunk.load_state_dict({k: v.clone() for k, v in trunk.state_dict().items()})
+    out = trunk(x)  # grad enabled + trainable parameters: no cache, gradients reach pos_embed
+    out[-1].sum().backward()
+    assert trunk.pos_embed.grad is not None and trunk.pos_embed.grad.abs().sum() > 0

@@ -200,7 +200,7 @@ def propagate(session, direction: str = "both", start: int | None = None, stop: 
             current_reverse = reverse
         with session.lock, torch.inference_mode():
             if z not in session.features:
-                session.features.prefetch([zz for zz, _ in order[pos:pos + session.encode_batch]])
+                session.features.prefetch([zz for zz, _ in order[pos:pos + session.lookahead_batch]])
             entries = _track_frame(session, z, banks, reverse)
         if not start <= z < stop or z in yielded:
             continue

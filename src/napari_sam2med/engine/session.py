@@ -91,6 +91,22 @@ class Session:
         self._last_out = None
         self.lock = threading.RLock()
 
+    @property
+    def lookahead_batch(self) -> int:
+        """Slices encoded together during propagation: ``encode_batch``, capped on CPU.
+
+        On CPU a batch whose largest activation (the first stage's query/key/value tensor) exceeds
+        glibc's 32 MB mmap threshold is freshly mapped on every forward, and its page faults cost
+        more than batching saves (measured at 256 px: batch 4 slower per slice than batch 1).
+        GPU allocators cache blocks, so there the batch is not capped.
+        """
+        if self.device.type != "cpu":
+            return self.encode_batch
+        cfg = self.model.config
+        tokens = (cfg.image_size // 4) ** 2
+        per_slice = tokens * 6 * cfg.hiera.embed_dim * 4  # 3 x (2 x embed_dim) fp32 channels
+        return max(1, min(self.encode_batch, (32 << 20) // per_slice))
+
     # ------------------------------------------------------------ prompts
     @property
     def num_slices(self) -> int:

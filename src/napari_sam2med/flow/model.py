@@ -46,7 +46,9 @@ class SAM2FlowConfig:
     roi_dim: int = 64
     corr_levels: int = 3
     corr_radius: int = 3
-    iters: int = 6
+    # Refinement steps at inference. The GRU is trained unrolled 4 times and does not extrapolate:
+    # on the validation set 4 / 6 / 10 / 16 steps gave EPE 2.26 / 2.36 / 2.58 / 3.03 px.
+    iters: int = 4
     max_all_pairs: int = 4096
     hiera_embed_dim: int = 32
     hiera_stages: tuple = (1, 1, 2, 1)

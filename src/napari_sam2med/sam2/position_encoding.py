@@ -209,12 +209,15 @@ def compute_axial_rope(
     return angles.cos(), angles.sin()
 
 
-def _rotate_pairs(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate consecutive channel pairs ``(a, b)`` of ``x`` by the given angles."""
-    pairs = x.float().reshape(*x.shape[:-1], -1, 2)
-    a, b = pairs[..., 0], pairs[..., 1]
-    out = torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1)
-    return out.flatten(-2).to(x.dtype)
+def _rotate_pairs(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+    """Rotate consecutive channel pairs ``(a, b)`` of ``x`` by unit complex numbers.
+
+    ``x`` is (..., N, C) and ``rotation`` (N, C / 2) complex, or (R, N, C / 2) style tiling is
+    obtained by the caller viewing ``x`` as (..., R, N, C). One complex product is a single
+    pass over the tensor (the real/imaginary formulation needs six).
+    """
+    pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
+    return torch.view_as_real(pairs * rotation).flatten(-2).to(x.dtype)
 
 
 def apply_axial_rope(
@@ -245,12 +248,14 @@ def apply_axial_rope(
         raise ValueError(
             f"RoPE table has {cos.shape[0]} positions but queries have {xq.shape[-2]} tokens"
         )
-    cos, sin = cos.to(xq.device), sin.to(xq.device)
-    q_out = _rotate_pairs(xq, cos, sin)
+    rotation = torch.complex(cos.to(xq.device), sin.to(xq.device))
+    q_out = _rotate_pairs(xq, rotation)
     if xk.shape[-2] == 0:
         return q_out, xk
     if repeat_freqs_k:
-        reps = xk.shape[-2] // xq.shape[-2]
-        cos, sin = cos.repeat(reps, 1), sin.repeat(reps, 1)
-    k_out = _rotate_pairs(xk, cos, sin)
+        # Keys hold several frames of the query grid: broadcast the table instead of tiling it.
+        n = xq.shape[-2]
+        k_out = _rotate_pairs(xk.unflatten(-2, (xk.shape[-2] // n, n)), rotation).flatten(-3, -2)
+    else:
+        k_out = _rotate_pairs(xk, rotation)
     return q_out, k_out

@@ -266,7 +266,7 @@ def save_weights(model: SAM2Flow, path: Path, extra: dict | None = None, half: b
 def train(cfg: TrainConfig, out: Path, log=print, resume: Path | None = None) -> SAM2Flow:
     """Train SAM2Flow per ``cfg``; checkpoints to ``out`` every ``cfg.ckpt_every`` steps."""
     torch.manual_seed(cfg.seed)
-    model = SAM2Flow(SAM2FlowConfig())
+    model = SAM2Flow(SAM2FlowConfig(iters=cfg.iters))  # inference runs as many steps as training
     if resume is not None:
         state = torch.load(resume, map_location="cpu", weights_only=True)["model"]
         model.load_state_dict({k: v.float() for k, v in state.items()})

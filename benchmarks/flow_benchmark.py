@@ -163,6 +163,65 @@ def markdown_table(rows: list[dict], size: int) -> str:
     return head + "\n".join(lines) + "\n" + note
 
 
+def pair_throughput(size: int, pairs: int, device: str = "auto") -> dict:
+    """SAM2Flow frame pairs per second at ``size``² with the shipped weights.
+
+    ``end_to_end`` streams numpy frames through :class:`SAM2FlowEstimator` (host to device, flow
+    and ROI maps back to numpy); ``on_device`` times the model's pair step alone on frames already
+    on the device. On CUDA both run under bf16 autocast, as the estimator does.
+    """
+    import contextlib
+
+    import torch
+
+    from napari_sam2med.flow.estimator import SAM2FlowEstimator, load_flow_model
+    from napari_sam2med.flow.model import pad_to_stride
+    from napari_sam2med.flow.types import RoiPrompt
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    est = SAM2FlowEstimator(load_flow_model(device=dev))
+    rng = np.random.default_rng(0)
+    frames = [rng.random((size, size), dtype=np.float32) for _ in range(2)]
+    rois = [RoiPrompt(1, np.array([[size / 2, size / 2]]), np.array([1]))]
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    est.reset(frames[0], rois)
+    for i in range(5):  # warm-up (allocator, kernels)
+        est.step(frames[(i + 1) % 2])
+    sync()
+    t0 = time.perf_counter()
+    for i in range(pairs):
+        est.step(frames[(i + 1) % 2])
+    sync()
+    end_to_end = pairs / (time.perf_counter() - t0)
+
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext()
+    model = est.model
+    with torch.inference_mode(), autocast:
+        xs = [pad_to_stride(torch.from_numpy(f)[None, None].to(dev), model.stride)[0] for f in frames]
+        feats = [model.encode(x) for x in xs]
+        bank = model.new_memory()
+        for i in range(5):
+            model.pair(feats[i % 2], model.encode(xs[(i + 1) % 2]), bank, est._prompts, est.iters)
+        sync()
+        t0 = time.perf_counter()
+        prev = feats[0]
+        for i in range(pairs):
+            cur = model.encode(xs[(i + 1) % 2])
+            model.pair(prev, cur, bank, est._prompts, est.iters)
+            prev = cur
+        sync()
+        on_device = pairs / (time.perf_counter() - t0)
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    return {"device": name, "size": size, "pairs": pairs, "end_to_end": end_to_end, "on_device": on_device,
+            "dtype": "bf16 autocast" if dev.type == "cuda" else "fp32"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=12, help="number of validation videos")
@@ -172,7 +231,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--md", default=None, help="append the markdown tables to this file")
     parser.add_argument("--memory-check", action="store_true", help="20 vs 200 streamed frames")
     parser.add_argument("--memory-size", type=int, default=256)
+    parser.add_argument("--throughput", type=int, default=0, metavar="SIZE",
+                        help="only measure SAM2Flow pairs/s at SIZE x SIZE (e.g. 512)")
+    parser.add_argument("--pairs", type=int, default=100, help="pairs timed by --throughput")
+    parser.add_argument("--device", default="auto", help="device for --throughput: auto, cuda or cpu")
     args = parser.parse_args(argv)
+
+    if args.throughput:
+        r = pair_throughput(args.throughput, args.pairs, args.device)
+        text = (f"\nSAM2Flow throughput, {r['size']}x{r['size']}, {r['device']}, {r['dtype']}, {r['pairs']} pairs: "
+                f"{r['on_device']:.1f} pairs/s on device, {r['end_to_end']:.1f} pairs/s end to end\n")
+        print(text)
+        if args.md:
+            with open(args.md, "a", encoding="utf-8") as fh:
+                fh.write(text)
+        return 0
 
     default = _default_weights()
     weights = args.weights or (str(default) if default is not None else None)

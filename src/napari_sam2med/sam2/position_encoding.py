@@ -212,9 +212,9 @@ def compute_axial_rope(
 def _rotate_pairs(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
     """Rotate consecutive channel pairs ``(a, b)`` of ``x`` by unit complex numbers.
 
-    ``x`` is (..., N, C) and ``rotation`` (N, C / 2) complex, or (R, N, C / 2) style tiling is
-    obtained by the caller viewing ``x`` as (..., R, N, C). One complex product is a single
-    pass over the tensor (the real/imaginary formulation needs six).
+    ``x`` is (..., N, C) and ``rotation`` is (N, C / 2) complex, broadcast over the leading axes
+    (a caller with R stacked copies of the grid passes ``x`` viewed as (..., R, N, C)). One
+    complex product is a single pass over the tensor; the real/imaginary form needs six.
     """
     pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
     return torch.view_as_real(pairs * rotation).flatten(-2).to(x.dtype)

@@ -76,9 +76,9 @@ def max_pool_hw(x: torch.Tensor, stride: tuple[int, int]) -> torch.Tensor:
     b, h, w, c = x.shape
     if h % s_h or w % s_w:
         x = x[:, : h - h % s_h, : w - w % s_w]
-    # Elementwise maxima of strided slices keep the channels contiguous and vectorised; this is
-    # ~8x faster on CPU than max_pool2d's NCHW round trip and ~12x faster than an ``amax`` over
-    # the two strided window axes, and bitwise equal to both.
+    # Elementwise maxima of strided slices keep the channels contiguous and vectorised. Measured
+    # on CPU at 256 px: 1.1-1.7x faster than max_pool2d's NCHW round trip and 12-15x faster than
+    # an ``amax`` over the two strided window axes; the result is bitwise equal to both.
     x = x.unflatten(2, (w // s_w, s_w)).unflatten(1, (h // s_h, s_h))  # (B, H', s_h, W', s_w, C)
     rows = x[:, :, 0]
     for i in range(1, s_h):

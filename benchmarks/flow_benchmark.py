@@ -170,8 +170,6 @@ def pair_throughput(size: int, pairs: int, device: str = "auto") -> dict:
     and ROI maps back to numpy); ``on_device`` times the model's pair step alone on frames already
     on the device. On CUDA both run under bf16 autocast, as the estimator does.
     """
-    import contextlib
-
     import torch
 
     from napari_sam2med.flow.estimator import SAM2FlowEstimator, load_flow_model
@@ -200,9 +198,8 @@ def pair_throughput(size: int, pairs: int, device: str = "auto") -> dict:
     sync()
     end_to_end = pairs / (time.perf_counter() - t0)
 
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext()
     model = est.model
-    with torch.inference_mode(), autocast:
+    with torch.inference_mode(), est._autocast():  # the estimator's own precision rule
         xs = [pad_to_stride(torch.from_numpy(f)[None, None].to(dev), model.stride)[0] for f in frames]
         feats = [model.encode(x) for x in xs]
         bank = model.new_memory()

@@ -259,6 +259,7 @@ class Hiera(nn.Module):
 
         ends = self.stage_ends[::-1] if return_interm_layers else self.stage_ends[-1:]
         self.channel_list = [self.blocks[i].dim_out for i in ends]
+        self._pos_cache: Optional[tuple] = None  # (key, embedding), see _position_embedding
 
     def _position_embedding(self, h: int, w: int) -> torch.Tensor:
         """Background embedding resized to (h, w) plus the tiled window embedding, (1, h, w, C).
@@ -272,7 +273,7 @@ class Hiera(nn.Module):
         key = (h, w, self.pos_embed.data_ptr(), self.pos_embed._version,
                self.pos_embed_window.data_ptr(), self.pos_embed_window._version,
                torch.is_inference_mode_enabled())
-        cached = getattr(self, "_pos_cache", None)
+        cached = self._pos_cache
         if cached is None or cached[0] != key:
             with torch.no_grad():
                 cached = (key, self._compute_position_embedding(h, w))

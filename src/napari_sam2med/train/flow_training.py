@@ -29,13 +29,12 @@ Recipe (v1, CPU, one thread)
   vessels prompted with :func:`prompts_for`), end-point error and 1/3/5-px accuracy
   inside the ground-truth vessel mask, against TV-L1 (``skimage.registration``).
 
-Run (run 1, then run 2 = the shipped weights, see models/SAM2FLOW_MODEL_CARD.md)::
+Run (the last of the four runs behind the shipped weights; all four commands, the
+selection between parallel runs and the figures are in models/SAM2FLOW_MODEL_CARD.md)::
 
-    python -m napari_sam2med.train.flow_training --steps 4000 --max-minutes 36 --out run1.pt
-    python -m napari_sam2med.train.flow_training --steps 5000 --max-minutes 45 \\
-        --out models/sam2flow_v1.pt --resume run1.pt --lr 5e-4 --warmup 0.03 \\
-        --vessel-weight 10 --roi-weight 5 --curriculum 0.25 --start-speed 6 \\
-        --start-photons 300 --seed 1
+    python -m napari_sam2med.train.flow_training --steps 20000 --max-minutes 108 \\
+        --out models/sam2flow_v1.pt --resume run3.pt --lr 3e-4 --warmup 0.02 \\
+        --vessel-weight 10 --roi-weight 5 --curriculum 0 --seed 4 --threads 1
 """
 
 from __future__ import annotations

@@ -1,15 +1,19 @@
-"""Flow benchmark on the held-out synthetic validation set.
+"""Flow benchmark on the held-out synthetic validation set (and long / real line-scan checks).
 
 Runs SAM2Flow (when weights exist), TV-L1 and ILK through the same streaming runner
 (``napari_sam2med.flow.runner.estimate_flow``) and reports, inside the ground-truth
-vessel ROI: mean end-point error (EPE, px), 1/3/5-px accuracy, IoU of the method's ROI
-with the ground truth, frame pairs/s and peak RSS (each method runs in a fresh process).
-A memory check compares peak RSS for 20 vs 200 streamed frames.
+vessel ROI: mean end-point error (EPE, px), 1/3/5-px accuracy, the union ROI IoU (union of
+the method's ROIs against the union of the vessels, pooled over pairs), frame pairs/s and
+peak RSS (each method runs in a fresh process). A memory check compares peak RSS for 20
+vs 200 streamed frames. ``--long`` runs the long held-out realistic set (per-window EPE,
+see ``flow_long_eval.py``); ``--linescan DIR`` the real-speed check on line scans.
 
 Usage::
 
     PYTHONPATH=src python benchmarks/flow_benchmark.py [--n 12] [--methods tvl1 ilk]
         [--weights PATH] [--md results.md] [--memory-check] [--size 128]
+    PYTHONPATH=src python benchmarks/flow_benchmark.py --long [--long-n 8 --long-frames 300 --long-size 64]
+    PYTHONPATH=src python benchmarks/flow_benchmark.py --linescan ../shared/data/flow_linescans
 """
 
 from __future__ import annotations
@@ -25,10 +29,9 @@ from pathlib import Path
 import numpy as np
 
 
-
 def _default_weights() -> Path | None:
     try:
-        from napari_sam2med.flow.estimator import default_weights_path
+        from napari_sam2med.flow.estimators.sam2flow import default_weights_path
     except ImportError:
         return None
     path = default_weights_path()
@@ -50,41 +53,35 @@ def evaluate_method(method: str, n: int, size: int, weights: str | None) -> dict
     import torch
 
     torch.set_num_threads(1)
-    from napari_sam2med.flow.metrics import MetricAccumulator
+    from napari_sam2med.engine.progress import run_to_end
+    from napari_sam2med.flow.metrics import MetricAccumulator, UnionIoU
     from napari_sam2med.flow.runner import estimate_flow
     from napari_sam2med.flow.synthetic import prompts_for, validation_set
 
     videos = validation_set(n=n, height=size, width=size)
     estimator = _estimator(method, weights)
-    acc = MetricAccumulator()
-    inter = union = 0
+    acc, roi_iou = MetricAccumulator(), UnionIoU()
     speed_err = []
-    pairs, seconds = 0, 0.0
+    timing = {"pairs": 0, "seconds": 0.0}
     for video in videos:
-        rois = prompts_for(video)
         gt_roi = video.vessel_ids > 0
-        gen = estimate_flow(video.frames, rois, estimator)
-        start = time.perf_counter()
-        while True:
-            try:
-                progress = next(gen)
-            except StopIteration as stop:
-                result = stop.value
-                break
-            seconds += time.perf_counter() - start
-            t = progress.step.index
-            acc.update(progress.step.flow, video.flow[t], gt_roi)
-            pred_roi = np.asarray(progress.step.roi_ids) > 0
-            inter += int(np.count_nonzero(pred_roi & gt_roi))
-            union += int(np.count_nonzero(pred_roi | gt_roi))
-            pairs += 1
-            start = time.perf_counter()
+        clock = [time.perf_counter()]
+
+        def on_step(progress, video=video, gt_roi=gt_roi, clock=clock):
+            timing["seconds"] += time.perf_counter() - clock[0]  # the estimator's time only
+            acc.update(progress.step.flow, video.flow[progress.step.index], gt_roi)
+            roi_iou.update(progress.step.roi_ids, gt_roi)
+            timing["pairs"] += 1
+            clock[0] = time.perf_counter()
+
+        result = run_to_end(estimate_flow(video.frames, prompts_for(video), estimator), on_step)
         cols = [result.roi_ids.index(i) for i in range(1, video.speeds.shape[1] + 1) if i in result.roi_ids]
         ids = [result.roi_ids[c] for c in cols]
         if cols:
             pred = result.mean_speed_px[:, cols]
             gt = video.speeds[:, [i - 1 for i in ids]]
             speed_err.append(np.nanmean(np.abs(pred - gt)))
+    pairs, seconds = timing["pairs"], timing["seconds"]
     m = acc.result()
     return {
         "method": method,
@@ -94,7 +91,7 @@ def evaluate_method(method: str, n: int, size: int, weights: str | None) -> dict
         "acc1": m.acc[1.0],
         "acc3": m.acc[3.0],
         "acc5": m.acc[5.0],
-        "roi_iou": inter / union if union else float("nan"),
+        "roi_union_iou": roi_iou.result(),
         "speed_mae": float(np.mean(speed_err)) if speed_err else float("nan"),
         "pairs_per_s": pairs / seconds if seconds > 0 else float("nan"),
         "peak_rss_mib": _peak_rss_mib(),
@@ -150,12 +147,12 @@ def streamed_peak_rss(n_frames: int, size: int, method: str = "ilk") -> float:
 def markdown_table(rows: list[dict], size: int) -> str:
     """Format benchmark rows as a markdown table."""
     head = (
-        f"| method | videos | pairs | EPE (px) | <1px | <3px | <5px | ROI IoU | speed MAE (px/fr) "
-        f"| pairs/s | peak RSS (MiB) |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| method | videos | pairs | EPE (px) | <1px | <3px | <5px | union ROI IoU | speed MAE (px/fr) "
+        "| pairs/s | peak RSS (MiB) |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = [
         f"| {r['method']} | {r['videos']} | {r['pairs']} | {r['epe']:.3f} | {r['acc1']:.3f} "
-        f"| {r['acc3']:.3f} | {r['acc5']:.3f} | {r['roi_iou']:.3f} | {r['speed_mae']:.3f} "
+        f"| {r['acc3']:.3f} | {r['acc5']:.3f} | {r['roi_union_iou']:.3f} | {r['speed_mae']:.3f} "
         f"| {r['pairs_per_s']:.2f} | {r['peak_rss_mib']:.0f} |"
         for r in rows
     ]
@@ -172,8 +169,8 @@ def pair_throughput(size: int, pairs: int, device: str = "auto") -> dict:
     """
     import torch
 
-    from napari_sam2med.flow.estimator import SAM2FlowEstimator, load_flow_model
-    from napari_sam2med.flow.model import pad_to_stride
+    from napari_sam2med.flow.estimators.sam2flow import SAM2FlowEstimator, load_flow_model
+    from napari_sam2med.flow.net.model import pad_to_stride
     from napari_sam2med.flow.types import RoiPrompt
 
     if device == "auto":
@@ -232,7 +229,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="only measure SAM2Flow pairs/s at SIZE x SIZE (e.g. 512)")
     parser.add_argument("--pairs", type=int, default=100, help="pairs timed by --throughput")
     parser.add_argument("--device", default="auto", help="device for --throughput: auto, cuda or cpu")
+    parser.add_argument("--long", action="store_true", help="long held-out realistic set, per-window EPE")
+    parser.add_argument("--long-n", type=int, default=8, help="videos in the long set (>= 8 to report)")
+    parser.add_argument("--long-frames", type=int, default=300)
+    parser.add_argument("--long-size", type=int, default=64)
+    parser.add_argument("--long-seed", type=int, default=None, help="first seed (default: the held-out LONG_SEED0)")
+    parser.add_argument("--linescan", default=None, metavar="DIR", help="real-speed check on flow_linescans/")
+    parser.add_argument("--adapt-check", type=int, default=0, metavar="STEPS",
+                        help="EPE / forward-backward consistency before and after STEPS of flow-adapt")
+    parser.add_argument("--ablation", action="store_true",
+                        help="per-window EPE with SAM2Flow's feedback paths cut (warm start, memory, ROI gate)")
+    parser.add_argument("--json", default=None, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
+
+    if args.long or args.linescan or args.adapt_check or args.ablation:
+        return _long_or_linescan(args)
 
     if args.throughput:
         r = pair_throughput(args.throughput, args.pairs, args.device)
@@ -266,6 +277,54 @@ def main(argv: list[str] | None = None) -> int:
             f"ratio {ratio:.3f} -> {verdict} (limit 1.10)\n"
         )
     print(text)
+    if args.md:
+        with open(args.md, "a", encoding="utf-8") as fh:
+            fh.write("\n" + text)
+    return 0
+
+
+def _long_or_linescan(args) -> int:
+    import json
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import flow_long_eval as fle
+
+    default = _default_weights()
+    weights = args.weights or (str(default) if default is not None else None)
+    methods = [m for m in args.methods if m != "sam2flow" or weights is not None]
+    text, rows = "", {}
+    if args.long:
+        from napari_sam2med.flow.synthetic import LONG_SEED0
+
+        seed = LONG_SEED0 if args.long_seed is None else args.long_seed
+        rows["long"] = []
+        for m in methods:
+            print(f"long set: {m} ...", file=sys.stderr)
+            rows["long"].append(run_isolated(fle.long_curve, m, weights, args.long_n, args.long_frames,
+                                             args.long_size, seed))
+        text += fle.long_markdown(rows["long"])
+    if args.linescan and not args.adapt_check:
+        rows["linescan"] = [run_isolated(fle.linescan_check, m, weights, args.linescan, name)
+                            for name in fle.LINESCANS for m in methods]
+        text += fle.linescan_markdown(rows["linescan"])
+    if args.ablation:
+        rows["ablation"] = run_isolated(fle.feedback_ablation, weights)
+        text += "\n| feedback on | " + " | ".join(f"window {i}" for i in range(6)) + " |\n"
+        text += "".join(f"| {k} | " + " | ".join(f"{x:.2f}" for x in v) + " |\n" for k, v in rows["ablation"].items())
+    if args.adapt_check:
+        r = rows["adapt"] = run_isolated(fle.adapt_check, weights, args.adapt_check, args.linescan)
+        syn = r["synthetic"]
+        text += (f"\nflow-adapt, {r['steps']} steps: long held-out video (seed LONG_SEED0, {args.long_frames} frames, "
+                 f"{args.long_size}²) in-vessel EPE {syn['epe_before']:.3f} -> {syn['epe_after']:.3f} px "
+                 f"(adaptation {syn['adapt_s']:.0f} s)")
+        if "linescan_fb" in r:
+            fb = r["linescan_fb"]
+            text += f"; line-scan video forward-backward error {fb['before']:.3f} -> {fb['after']:.3f} px"
+        text += "\n"
+    text += f"\nSAM2Flow weights: {weights}\n" if "sam2flow" in methods else ""
+    print(text)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
     if args.md:
         with open(args.md, "a", encoding="utf-8") as fh:
             fh.write("\n" + text)

@@ -42,16 +42,13 @@ def main(out: Path = REPO / "docs" / "screenshot.png") -> None:
     from napari.utils.notifications import show_warning
 
     from napari_sam2med._qt.model_panel import cached_checkpoint
-    from napari_sam2med._qt.segment_widget import SegmentWidget
-    from napari_sam2med._sample_data import VOLUME_SPACING, synthetic_volume
+    from napari_sam2med._sample_data import synthetic_volume
 
     torch.set_num_threads(2)
     image, truth = synthetic_volume()
     viewer = napari.Viewer(title="napari-sam2med: synthetic sample")
-    viewer.add_image(image, name="synthetic CT volume", scale=VOLUME_SPACING,
-                     contrast_limits=(-160, 240), colormap="gray")
-    widget = SegmentWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="SAM2 segment & propagate", area="right")
+    viewer.open_sample("napari-sam2med", "synthetic_volume")  # File > Open Sample
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sam2med", "SAM2 segment & propagate")
     viewer.window.resize(1500, 980)
 
     official = cached_checkpoint("sam2.1-tiny") is not None
@@ -64,8 +61,8 @@ def main(out: Path = REPO / "docs" / "screenshot.png") -> None:
         viewer.title = "napari-sam2med: RANDOM weights (no checkpoint cached), masks are meaningless"
         show_warning("No sam2.1-tiny checkpoint cached: using random weights; the masks are meaningless.")
     panel.load()
-    _wait(lambda: widget.state.model is not None or not panel.busy())
-    if widget.state.model is None:
+    _wait(lambda: widget.model is not None or not panel.busy())
+    if widget.model is None:
         sys.exit(f"model did not load: {panel.status.text()}")
 
     mid = image.shape[0] // 2

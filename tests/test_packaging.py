@@ -44,7 +44,9 @@ def test_wheel_ships_manifest_and_models(tmp_path):
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
         assert "napari_sam2med/napari.yaml" in names
-        assert "napari_sam2med/models/sam2_checkpoints.json" in names
+        # The shipped weights and their cards travel in the wheel (the registry points at them).
+        assert "napari_sam2med/models/sam2flow_v1.pt" in names
+        assert "napari_sam2med/models/SAM2FLOW_MODEL_CARD.md" in names
         entry = next(n for n in names if n.endswith("entry_points.txt"))
         text = z.read(entry).decode()
         yaml_text = z.read("napari_sam2med/napari.yaml").decode()

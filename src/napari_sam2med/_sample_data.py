@@ -6,7 +6,15 @@ that loads offline (``cells3d``, ``brain`` and ``kidney`` all need a pooch
 download), so no real 3D sample is offered.
 
 The generators also return ground truth, which tests and examples use to
-score a segmentation; the napari hooks show only the image.
+score a segmentation; the napari hooks show only the image (and, for the
+capillary video, the prompt points the SAM2Flow dock reads).
+
+Axes and scale are the same for every sample, so opening several of them
+never mixes their sliders: the stack axis is called ``"slice"`` and has step 1
+(one slider step = one slice or frame, as the docks count them), and the image
+plane is ``("y", "x")``. The CT-like volume keeps its physical proportions with
+an in-plane scale of ``0.8 / 2.5`` slice thicknesses; its spacing in mm is in the
+layer's metadata.
 """
 
 from __future__ import annotations
@@ -15,8 +23,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Voxel spacing (z, y, x) in mm given to the synthetic CT-like volume.
+#: Voxel spacing (z, y, x) in mm of the synthetic CT-like volume.
 VOLUME_SPACING = (2.5, 0.8, 0.8)
+#: Axis labels of every sample layer.
+SAMPLE_AXES = ("slice", "y", "x")
+#: Scale of the volume sample: stack step 1, the plane in slice thicknesses (keeps the 3D proportions).
+VOLUME_SCALE = (1.0, VOLUME_SPACING[1] / VOLUME_SPACING[0], VOLUME_SPACING[2] / VOLUME_SPACING[0])
+#: Seed and size of the capillary-flow sample.
+CAPILLARY_SEED = 3
+CAPILLARY_SHAPE = (24, 128, 128)
 
 
 @dataclass(frozen=True)
@@ -126,15 +141,32 @@ def synthetic_timeseries(
     return image, labels
 
 
+def synthetic_capillary_video(shape: tuple[int, int, int] = CAPILLARY_SHAPE, seed: int = CAPILLARY_SEED):
+    """A capillary-flow video from :mod:`napari_sam2med.flow.synthetic` (cells moving along vessels).
+
+    Returns
+    -------
+    SyntheticVideo
+        ``frames`` float32 ``(T, H, W)`` in [0, 1], ground-truth ``flow``, ``vessel_ids`` and ``speeds``.
+    """
+    from .flow.synthetic import SyntheticConfig, make_video
+
+    n_frames, height, width = shape
+    return make_video(SyntheticConfig(height=height, width=width, n_frames=n_frames, seed=seed, n_vessels=(3, 3),
+                                      n_defocus=(1, 1)))
+
+
 # -- napari hooks ---------------------------------------------------------------
 def make_synthetic_volume() -> list[tuple]:
     """napari sample: synthetic CT-like volume (24 x 128 x 128, anisotropic spacing)."""
     image, _ = synthetic_volume()
     meta = {
         "name": "synthetic CT volume",
-        "scale": VOLUME_SPACING,
+        "scale": VOLUME_SCALE,
+        "axis_labels": SAMPLE_AXES,
         "contrast_limits": (-160.0, 240.0),
         "colormap": "gray",
+        "metadata": {"spacing_mm": VOLUME_SPACING},
     }
     return [(image, meta, "image")]
 
@@ -142,5 +174,26 @@ def make_synthetic_volume() -> list[tuple]:
 def make_synthetic_timeseries() -> list[tuple]:
     """napari sample: synthetic 2D+t movie (24 frames of 128 x 128) with moving, growing blobs."""
     image, _ = synthetic_timeseries()
-    meta = {"name": "synthetic time series", "colormap": "gray", "axis_labels": ("t", "y", "x")}
+    meta = {"name": "synthetic time series", "colormap": "gray", "axis_labels": SAMPLE_AXES}
     return [(image, meta, "image")]
+
+
+def make_capillary_video() -> list[tuple]:
+    """napari sample: synthetic capillary-flow video (24 frames of 128 x 128) and SAM2Flow prompt points.
+
+    The points layer is the one the SAM2Flow dock reads (``roi_id`` / ``label`` features),
+    with two points on each in-focus vessel and one in the background per vessel.
+    """
+    from .flow.synthetic import prompts_for
+
+    video = synthetic_capillary_video()
+    rois = prompts_for(video, n_pos=2, n_neg=1, seed=0)
+    points = np.concatenate([np.asarray(r.points, float) for r in rois])
+    roi_ids = np.concatenate([np.full(len(r.points), r.id, int) for r in rois])
+    labels = np.concatenate([np.asarray(r.labels, int) for r in rois])
+    image_meta = {"name": "synthetic capillary video", "colormap": "gray", "axis_labels": SAMPLE_AXES,
+                  "contrast_limits": (0.0, 1.0)}
+    points_meta = {"name": "SAM2Flow prompts", "features": {"roi_id": roi_ids, "label": labels},
+                   "face_color": np.where(labels[:, None] == 1, [[0.13, 0.87, 0.27, 1.0]], [[1.0, 0.2, 0.27, 1.0]]),
+                   "symbol": ["disc" if lab == 1 else "cross" for lab in labels], "size": 4.0}
+    return [(video.frames, image_meta, "image"), (points, points_meta, "points")]

@@ -1,18 +1,29 @@
-"""napari writer hooks for Labels layers: TIFF, Zarr and NIfTI, integer dtype kept exactly.
+"""napari writer hooks for Labels layers: TIFF, Zarr, NIfTI, NRRD and DICOM-SEG, integer dtype kept exactly.
 
-TIFF and Zarr go through :func:`napari_sam2med.io.write_labels` (atomic);
-NIfTI is written here with nibabel in the same ``(Z, Y, X)`` <-> ``(X, Y, Z)``
-convention the reader uses, with the layer scale as voxel size.
+Everything goes through :func:`napari_sam2med.io.write_labels` (atomic). NIfTI,
+NRRD and DICOM-SEG (``.dcm``, only over an image read from a DICOM series)
+labels are written in the scanner space of the image they belong to:
+
+- a layer carrying ``metadata["geometry"]`` (set by our reader on the image and
+  copied to overlays by :func:`napari_sam2med._reader.overlay_kwargs`) gets
+  exactly that geometry, NIfTI header codes included; its shape and its napari
+  transform must still match the image's, else saving stops with a one-line
+  message;
+- any other layer gets the geometry of its own napari transform (scale,
+  translate, rotate, affine), read in our ``(S, P, L)`` world convention.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
+from ._reader import GEOMETRY_KEY
+
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+SCANNER_SUFFIXES = NIFTI_SUFFIXES + (".nrrd", ".dcm")
 
 
 def _scale(meta: dict, ndim: int) -> list[float] | None:
@@ -23,34 +34,73 @@ def _scale(meta: dict, ndim: int) -> list[float] | None:
     return values if len(values) == ndim and all(v > 0 for v in values) else None
 
 
-def _write_nifti(path: Path, labels: np.ndarray, scale: Sequence[float] | None) -> Path:
-    import nibabel as nib
+def layer_data_to_world(meta: dict, ndim: int) -> np.ndarray:
+    """A layer's full data -> world matrix from its state (``affine @ translate·rotate·shear·scale``)."""
+    scale = np.asarray(meta.get("scale", np.ones(ndim)), dtype=np.float64)
+    translate = np.asarray(meta.get("translate", np.zeros(ndim)), dtype=np.float64)
+    rotate = np.asarray(meta.get("rotate", np.eye(ndim)), dtype=np.float64)
+    shear = np.asarray(meta.get("shear", np.zeros(0)), dtype=np.float64)
+    if shear.size and np.any(np.abs(shear) > 1e-9):
+        raise ValueError("the labels layer is sheared; cannot save it in scanner space")
+    inner = np.eye(ndim + 1)
+    inner[:ndim, :ndim] = rotate.reshape(ndim, ndim) @ np.diag(scale)
+    inner[:ndim, ndim] = translate
+    affine = meta.get("affine")
+    outer = np.eye(ndim + 1) if affine is None else np.asarray(affine, dtype=np.float64)
+    if outer.shape != (ndim + 1, ndim + 1):
+        raise ValueError(f"layer affine has shape {outer.shape}, expected {(ndim + 1, ndim + 1)}")
+    return outer @ inner
 
-    from .io import atomic_write
 
-    if labels.ndim not in (2, 3):
-        raise ValueError(f"NIfTI labels must be 2D or 3D, got shape {labels.shape}")
-    volume = labels[None] if labels.ndim == 2 else labels
-    spacing = list(scale)[-3:] if scale is not None and len(scale) >= 3 else [1.0, 1.0, 1.0]
-    z, y, x = ([1.0] * 3 + spacing)[-3:]
-    image = nib.Nifti1Image(np.ascontiguousarray(volume.transpose(2, 1, 0)), np.diag([x, y, z, 1.0]))
-    image.header.set_data_dtype(volume.dtype)
+def labels_geometry(labels: np.ndarray, meta: dict) -> Any:
+    """The :class:`~napari_sam2med.io.Geometry` a 3D labels layer is saved in.
 
-    payload = image.to_bytes()
-    if path.name.lower().endswith(".gz"):
-        import gzip
+    Raises
+    ------
+    ValueError
+        The layer carries an image geometry but its shape or transform differs
+        from that image's.
+    """
+    from .io.geometry import from_napari
 
-        payload = gzip.compress(payload, compresslevel=6)
+    transform = layer_data_to_world(meta, labels.ndim)
+    own = from_napari(transform, labels.shape)
+    source = (meta.get("metadata") or {}).get(GEOMETRY_KEY)
+    if source is None:
+        return own
+    source.check_labels(labels.shape, "labels layer")
+    if not np.allclose(transform, source.napari_affine, atol=1e-4 * max(1.0, float(np.abs(transform).max()))):
+        raise ValueError(
+            "the labels layer's scale/affine no longer matches the image it belongs to "
+            f"({source.describe()}); reset its transform before saving"
+        )
+    return source
 
-    def write(tmp: Path) -> None:
-        # Bytes, not nib.save: the temporary name lacks the suffix nibabel keys on.
-        tmp.write_bytes(payload)
 
-    return atomic_write(path, write)
+class LabelsSaveError(RuntimeError):
+    """Why a labels layer cannot be saved (one line).
+
+    Not a ``ValueError`` on purpose: napari's ``save_layers`` swallows ValueErrors
+    from writers and reports only "not a valid writer", hiding the reason.
+    """
 
 
 def write_labels_layer(path: str, data: Any, meta: dict) -> list[str]:
-    """napari single-layer writer for Labels: ``.tif/.tiff``, ``.zarr``, ``.nii/.nii.gz``."""
+    """napari single-layer writer for Labels: ``.tif/.tiff``, ``.zarr``, ``.nii/.nii.gz``, ``.nrrd``, ``.dcm``.
+
+    Raises
+    ------
+    LabelsSaveError
+        Bad labels (non-integer dtype, wrong dimensionality) or labels whose
+        shape/transform no longer match the image they belong to.
+    """
+    try:
+        return _write_labels_layer(path, data, meta)
+    except ValueError as err:
+        raise LabelsSaveError(f"cannot save {Path(path).name}: {err}") from err
+
+
+def _write_labels_layer(path: str, data: Any, meta: dict) -> list[str]:
     from .io import write_labels
 
     target = Path(path)
@@ -58,8 +108,11 @@ def write_labels_layer(path: str, data: Any, meta: dict) -> list[str]:
     if labels.dtype.kind not in "uib":
         raise ValueError(f"labels must have an integer dtype, got {labels.dtype}")
     scale = _scale(meta, labels.ndim)
-    if target.name.lower().endswith(NIFTI_SUFFIXES):
-        written = _write_nifti(target, labels, scale)
-    else:
-        written = write_labels(target, labels, scale=scale)
-    return [str(written)]
+    if not target.name.lower().endswith(SCANNER_SUFFIXES):
+        return [str(write_labels(target, labels, scale=scale))]
+    if labels.ndim == 2:  # one slice: a single-plane volume
+        volume_meta = {"scale": [1.0] + (scale or [1.0, 1.0])}
+        return [str(write_labels(target, labels[None], geometry=labels_geometry(labels[None], volume_meta)))]
+    if labels.ndim != 3:
+        raise ValueError(f"NIfTI/NRRD/DICOM-SEG labels must be 2D or 3D, got shape {labels.shape}")
+    return [str(write_labels(target, labels, geometry=labels_geometry(labels, meta)))]

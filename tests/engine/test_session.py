@@ -105,9 +105,15 @@ def test_several_objects_share_one_encoding_per_slice(model, stack):
     assert set(np.unique(labels)) <= {0, 1, 2, 3}
 
 
-def test_memory_bank_is_bounded(model):
-    """Recent memory never exceeds the policy horizon, whatever the stack length."""
+@pytest.mark.parametrize("memory", ["sam2", "slm"])
+def test_memory_bank_is_bounded(model, memory):
+    """Recent memory never exceeds the policy horizon, whatever the stack length (SAM2's and SLM's memory)."""
+    import copy
+
     from napari_sam2med.engine import propagation
+
+    if memory == "slm":
+        model = copy.deepcopy(model)  # SLM adds modules to the model: keep the shared fixture plain
 
     sizes = []
     orig = propagation._track_frame
@@ -118,7 +124,7 @@ def test_memory_bank_is_bounded(model):
         return out
 
     long_stack = FrameStack(np.repeat(oracle.blob_stack(4, 32), 10, axis=0))  # 40 slices
-    s = Session(model, long_stack, cache_size=2, encode_batch=3)
+    s = Session(model, long_stack, cache_size=2, encode_batch=3, memory=memory)
     s.add_points(1, 0, [[11, 11]], [1])
     propagation._track_frame = spy
     try:
@@ -232,16 +238,32 @@ def test_custom_memory_policy_is_used(model, stack):
     assert any((a[z] != b[z]).any() for z in range(2, 12))
 
 
+def _labels(model, data, window=None):
+    s = Session(model, FrameStack(data, window=window))
+    s.add_points(1, 2, [[14, 14]], [1])
+    s.add_points(2, 2, [[26, 25]], [1])
+    return run_to_end(s.propagate("both"))
+
+
+@pytest.fixture(scope="module")
+def numpy_labels(model):
+    """The reference: the plain uint8 numpy stack."""
+    labels = _labels(model, oracle.blob_stack(5, 40))
+    assert set(np.unique(labels)) == {0, 1, 2}  # both objects found: the comparisons below are not trivial
+    return labels
+
+
 @pytest.mark.parametrize("kind", ["rgb_video", "uint16", "float32", "zarr", "dask"])
-def test_stack_kinds(model, kind, tmp_path):
+def test_stack_kinds(model, numpy_labels, kind, tmp_path):
+    """Every kind of stack holding the same image gives exactly the numpy result."""
     base = oracle.blob_stack(5, 40)
     window = None
     if kind == "rgb_video":
-        data = np.stack([base, base // 2, base], axis=-1)  # (T, Y, X, 3)
-    elif kind == "uint16":
+        data = np.stack([base, base, base], axis=-1)  # (T, Y, X, 3), grey in RGB
+    elif kind == "uint16":  # the window maps to 0..1 like x/255 on the uint8 original
         data, window = base.astype(np.uint16) * 200, (0, 51000)
     elif kind == "float32":
-        data = base.astype(np.float32) / 7.0
+        data, window = base.astype(np.float32) / 7.0, (0.0, 255.0 / 7.0)
     elif kind == "zarr":
         import zarr
 
@@ -251,11 +273,4 @@ def test_stack_kinds(model, kind, tmp_path):
         import dask.array as da
 
         data = da.from_array(base, chunks=(1, 40, 40))
-    s = Session(model, FrameStack(data, window=window))
-    s.add_points(1, 2, [[14, 14]], [1])
-    labels = run_to_end(s.propagate("both"))
-    assert labels.shape == (5, 40, 40)
-    if kind == "uint16":  # the window maps to 0..1 like x/255 on the uint8 original
-        ref = Session(model, FrameStack(base))
-        ref.add_points(1, 2, [[14, 14]], [1])
-        np.testing.assert_array_equal(labels, run_to_end(ref.propagate("both")))
+    np.testing.assert_array_equal(_labels(model, data, window), numpy_labels)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from napari_sam2med.flow.baselines import ILKEstimator, TVL1Estimator, classical_roi
+from napari_sam2med.flow.estimators.classical import ILKEstimator, TVL1Estimator, classical_roi
 from napari_sam2med.flow.metrics import MetricAccumulator, endpoint_error, flow_metrics
 from napari_sam2med.flow.types import FlowEstimator, RoiPrompt, load_rois_json
 

@@ -1,4 +1,4 @@
-"""``sam2med flow`` through ``run(parser.parse_args([...]))``: happy path and bad inputs."""
+"""``sam2med flow`` through the CLI's error boundary (``run_command``): happy path and bad inputs."""
 
 import argparse
 import json
@@ -39,8 +39,10 @@ def inputs(tmp_path):
 
 
 def _run(argv):
+    from napari_sam2med._cli_utils import run_command
+
     args = _parser().parse_args(["flow", *argv, "--no-progress"])
-    return args.func(args)
+    return run_command("flow", args.func, args)
 
 
 @pytest.mark.parametrize("suffix, method", [("tif", "ilk"), ("npy", "tvl1")])
@@ -119,8 +121,8 @@ def test_cli_refuses_existing_output(inputs, capsys):
 
 def test_cli_sam2flow_tiny_random_weights(inputs, capsys):
     torch = pytest.importorskip("torch")
-    estimator = pytest.importorskip("napari_sam2med.flow.estimator")
-    from napari_sam2med.flow.model import SAM2Flow, SAM2FlowConfig
+    estimator = pytest.importorskip("napari_sam2med.flow.estimators.sam2flow")
+    from napari_sam2med.flow.net.model import SAM2Flow, SAM2FlowConfig
 
     torch.manual_seed(0)
     cfg = SAM2FlowConfig(match_dim=16, context_dim=16, hidden_dim=16, memory_dim=16, roi_dim=16,

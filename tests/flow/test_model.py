@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from napari_sam2med.flow.correlation import AllPairsCorrelation, LocalCorrelation
-from napari_sam2med.flow.estimator import SAM2FlowEstimator, default_weights_path, load_flow_model
-from napari_sam2med.flow.model import SAM2Flow, SAM2FlowConfig, pad_to_stride
+from napari_sam2med.flow.estimators.sam2flow import SAM2FlowEstimator, default_weights_path, load_flow_model
+from napari_sam2med.flow.net.correlation import AllPairsCorrelation, LocalCorrelation
+from napari_sam2med.flow.net.model import SAM2Flow, SAM2FlowConfig, pad_to_stride
+from napari_sam2med.flow.net.update import convex_upsample
 from napari_sam2med.flow.synthetic import SyntheticConfig, make_video, prompts_for
 from napari_sam2med.flow.types import FlowEstimator, RoiPrompt
-from napari_sam2med.flow.update import convex_upsample
-
 
 # A narrow configuration keeps the tests fast on a shared CPU; the full one is only
 # built where its size matters.
@@ -153,7 +152,7 @@ def test_shipped_weights_load_strictly():
     assert np.isfinite(est.step(v.frames[1]).flow).all()
 
 
-def test_training_smoke_two_steps():
+def test_training_steps_on_one_batch_reduce_the_loss():
     from napari_sam2med.train.flow_training import ClipSampler, TrainConfig, compute_loss
 
     torch.manual_seed(0)
@@ -164,15 +163,28 @@ def test_training_smoke_two_steps():
     net = SAM2Flow(TINY).train()
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
     losses = []
-    for _ in range(2):
+    for _ in range(6):
         loss, stats = compute_loss(net(frames, pts, labs, iters=cfg.iters), flow, masks, vessel)
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
         assert np.isfinite(stats["epe_vessel"])
-    assert all(np.isfinite(losses))
-    assert losses[1] < losses[0] * 1.5
+    # Over-fitting one batch must work: the loss falls clearly, not just "does not explode".
+    assert min(losses[-2:]) < 0.8 * losses[0], losses
+
+
+def test_every_parameter_gets_a_gradient():
+    torch.manual_seed(0)
+    net = SAM2Flow(TINY).train()
+    frames = torch.rand(1, TINY.memory_slots + 2, 1, 32, 32)  # enough pairs to fill every memory age slot
+    points = torch.tensor([[[[10.0, 12.0], [20.0, 5.0]]]])
+    labels = torch.tensor([[[1, 0]]])
+    outs = net(frames, points, labels, iters=2)
+    loss = sum(o.flows[-1].abs().mean() + o.roi_logits.mean() for o in outs)
+    loss.backward()
+    missing = [n for n, p in net.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
+    assert not missing, missing
 
 
 def test_training_curriculum_seeds_and_vessel_weight():
@@ -198,3 +210,19 @@ def test_training_curriculum_seeds_and_vessel_weight():
     low = ft.compute_loss([out], gt, roi, vessel, vessel_weight=0.0, roi_weight=1.0)[1]["flow"]
     high = ft.compute_loss([out], gt, roi, vessel, vessel_weight=10.0, roi_weight=1.0)[1]["flow"]
     assert high < low
+
+
+def test_shipped_weights_hash_is_pinned_and_checked(tmp_path, monkeypatch):
+    from napari_sam2med.flow.estimators import sam2flow
+
+    path = default_weights_path()
+    if not path.is_file():
+        pytest.skip("no shipped SAM2Flow weights")
+    assert sam2flow.file_sha256(path) == sam2flow.WEIGHTS_SHA256
+    fake = tmp_path / "sam2flow_v1.pt"
+    blob = bytearray(path.read_bytes())
+    blob[-1] ^= 0xFF  # one byte changed
+    fake.write_bytes(bytes(blob))
+    monkeypatch.setattr(sam2flow, "default_weights_path", lambda: fake)
+    with pytest.raises(ValueError, match="SHA-256"):
+        sam2flow.load_flow_model()

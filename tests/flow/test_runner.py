@@ -8,18 +8,17 @@ import pytest
 import zarr
 from scipy import ndimage as ndi
 
-from napari_sam2med.flow.baselines import ILKEstimator
+from napari_sam2med.engine.progress import run_to_end
+from napari_sam2med.flow.estimators.classical import ILKEstimator
+from napari_sam2med.flow.layers import flow_layer_data
 from napari_sam2med.flow.runner import (
     FlowProgress,
     FrameNormalizer,
     estimate_flow,
-    flow_layer_data,
     flow_output,
     open_flow_output,
 )
 from napari_sam2med.flow.types import FlowStep, RoiPrompt
-
-from progress_helpers import drain  # tests/progress_helpers.py
 
 
 def _moving_video(n=6, shape=(48, 48), d=(1.0, 2.0), seed=0):
@@ -63,7 +62,8 @@ def test_constant_flow_speeds_and_um_per_s():
     video = np.random.default_rng(1).integers(0, 255, (5, 48, 48), dtype=np.uint8)
     est = ConstantFlow()
     out = {}
-    steps, result = drain(estimate_flow(video, ROIS, est, out=out, pixel_size=0.5, fps=10.0))
+    steps = []
+    result = run_to_end(on_step=steps.append, gen=estimate_flow(video, ROIS, est, out=out, pixel_size=0.5, fps=10.0))
     assert [s.done for s in steps] == [1, 2, 3, 4] and all(s.total == 4 for s in steps)
     assert isinstance(steps[0], FlowProgress) and steps[0].step.index == 0
     # uint8 frames are normalised by /255 one at a time
@@ -84,7 +84,7 @@ def test_constant_flow_speeds_and_um_per_s():
 
 def test_uncalibrated_has_no_um_output():
     out = {}
-    _, result = drain(estimate_flow(np.zeros((3, 48, 48), np.float32), ROIS[:1], ConstantFlow(), out=out))
+    result = run_to_end(estimate_flow(np.zeros((3, 48, 48), np.float32), ROIS[:1], ConstantFlow(), out=out))
     assert result.mean_speed_um_s is None and "speed_um_s" not in out
 
 
@@ -92,9 +92,9 @@ def test_streaming_zarr_equals_numpy_batch(tmp_path):
     video = (_moving_video() * 4000 + 100).astype(np.uint16)
     z = zarr.open_array(str(tmp_path / "v.zarr"), mode="w", shape=video.shape, chunks=(1, 48, 48), dtype=video.dtype)
     z[...] = video
-    _, batch = drain(estimate_flow(video, ROIS, ILKEstimator(), out=(mem := {})))
+    batch = run_to_end(estimate_flow(video, ROIS, ILKEstimator(), out=(mem := {})))
     with flow_output(tmp_path / "FLOW.zarr") as group:
-        _, streamed = drain(estimate_flow(z, ROIS, ILKEstimator(), out=group, pixel_size=2.0, fps=5.0))
+        streamed = run_to_end(estimate_flow(z, ROIS, ILKEstimator(), out=group, pixel_size=2.0, fps=5.0))
     np.testing.assert_array_equal(batch.mean_speed_px, streamed.mean_speed_px)
     g = open_flow_output(tmp_path / "FLOW.zarr")
     assert g["flow"].shape == (5, 48, 48, 2) and g["flow"].dtype == np.float32
@@ -109,7 +109,7 @@ def test_streaming_zarr_equals_numpy_batch(tmp_path):
     inner = mem["flow"][:, 12:36, 12:36].reshape(-1, 2).mean(0)
     np.testing.assert_allclose(inner, [1.0, 2.0], atol=0.2)
     # dask input streams too
-    _, lazy = drain(estimate_flow(da.from_array(video, chunks=(1, 48, 48)), ROIS, ILKEstimator()))
+    lazy = run_to_end(estimate_flow(da.from_array(video, chunks=(1, 48, 48)), ROIS, ILKEstimator()))
     np.testing.assert_array_equal(lazy.mean_speed_px, batch.mean_speed_px)
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 

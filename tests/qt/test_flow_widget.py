@@ -6,7 +6,9 @@ from scipy import ndimage as ndi
 
 pytest.importorskip("napari")
 
+from napari_sam2med._qt._worker import Outcome  # noqa: E402
 from napari_sam2med._qt.flow_widget import PROMPTS_NAME, FlowWidget, prompts_from_points  # noqa: E402
+from napari_sam2med._qt.prompt_layers import NEGATIVE_COLOR, POSITIVE_COLOR, _rgba  # noqa: E402
 
 
 def _video(n=6, shape=(48, 48)):
@@ -17,36 +19,43 @@ def _video(n=6, shape=(48, 48)):
 
 
 @pytest.fixture
-def widget(make_napari_viewer, qtbot):
+def widget(make_napari_viewer, helpers):
     viewer = make_napari_viewer()
     viewer.add_image(_video(), name="video")
     viewer.add_image(np.zeros((8, 8)), name="flat2d")  # not offered (2-D)
-    w = FlowWidget(viewer)
-    qtbot.addWidget(w)
+    w = helpers.open_dock(viewer, "SAM2Flow")
+    assert isinstance(w, FlowWidget)
+    from napari_sam2med._qt.flow_adapt_panel import FlowAdaptPanel
+
+    assert w.findChildren(FlowAdaptPanel) == [w.adapt_panel]  # the dock hosts "Adapt to this video"
     return viewer, w
 
 
 def _add_prompts(w):
     layer = w.prompts_layer()
-    w.roi_spin.setValue(2)
+    v = w.video_panel
+    v.roi_spin.setValue(2)
     layer.add([24.0, 24.0])
-    w.negative_check.setChecked(True)
+    v.negative_check.setChecked(True)
     layer.add([4.0, 4.0])
-    w.negative_check.setChecked(False)
-    w.roi_spin.setValue(5)
+    v.negative_check.setChecked(False)
+    v.roi_spin.setValue(5)
     layer.add([40.0, 10.0])
     return layer
 
 
 def test_prompts_layer_and_features(widget):
     viewer, w = widget
-    assert [w.video_combo.itemText(i) for i in range(w.video_combo.count())] == ["video"]
+    combo = w.video_panel.video_combo
+    assert [combo.itemText(i) for i in range(combo.count())] == ["video"]
     layer = _add_prompts(w)
     assert layer.name == PROMPTS_NAME and w.prompts_layer() is layer
+    assert viewer.layers.selection.active is layer and layer.mode == "add"  # a click adds a point
     assert list(layer.features["roi_id"]) == [2, 2, 5]
     assert list(layer.features["label"]) == [1, 0, 1]
-    np.testing.assert_allclose(layer.face_color[0], [0, 1, 0, 1])  # lime = positive
-    np.testing.assert_allclose(layer.face_color[1], [1, 0, 0, 1])  # red = negative
+    np.testing.assert_allclose(layer.face_color[0], _rgba(POSITIVE_COLOR))
+    np.testing.assert_allclose(layer.face_color[1], _rgba(NEGATIVE_COLOR))
+    assert [str(s) for s in layer.symbol] == ["disc", "cross", "disc"]  # polarity not only by colour
     rois = prompts_from_points(layer)
     assert [r.id for r in rois] == [2, 5]
     np.testing.assert_allclose(rois[0].points, [[24, 24], [4, 4]])
@@ -56,12 +65,12 @@ def test_prompts_layer_and_features(widget):
 def test_run_tvl1_to_completion(widget, qtbot):
     viewer, w = widget
     _add_prompts(w)
-    w.method_combo.setCurrentText("tvl1")
-    w.pixel_spin.setValue(0.5)
-    w.fps_spin.setValue(10.0)
+    w.method_panel.set_method("tvl1")
+    w.method_panel.pixel_spin.setValue(0.5)
+    w.method_panel.fps_spin.setValue(10.0)
     w.run()
     assert w.worker is not None and not w.run_btn.isEnabled()
-    qtbot.waitUntil(lambda: w.worker is None, timeout=30000)
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60000)
     vec = viewer.layers["SAM2Flow tvl1 vectors"]
     speed = viewer.layers["SAM2Flow tvl1 speed (µm/s)"]
     assert vec.data.ndim == 3 and vec.data.shape[1:] == (2, 3)
@@ -76,7 +85,7 @@ def test_run_tvl1_to_completion(widget, qtbot):
     # a second run replaces (not duplicates) the layers
     n_layers = len(viewer.layers)
     w.run()
-    qtbot.waitUntil(lambda: w.worker is None, timeout=30000)
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60000)
     assert len(viewer.layers) == n_layers
 
 
@@ -84,13 +93,29 @@ def test_cancel_adds_no_layers(widget, qtbot):
     viewer, w = widget
     viewer.layers["video"].data = np.repeat(_video(), 10, axis=0)  # 60 frames
     _add_prompts(w)
-    w.method_combo.setCurrentText("ilk")
+    w.method_panel.set_method("ilk")
     before = {lyr.name for lyr in viewer.layers}
     w.run()
-    w.cancel()
-    qtbot.waitUntil(lambda: w.worker is None, timeout=30000)
+    w.cancel_btn.click()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60000)
     assert {lyr.name for lyr in viewer.layers} == before
     assert w.last_result is None and w.run_btn.isEnabled()
+    # cancelled, not crashed: a failing job would also add no layers
+    assert w.last_end.outcome is Outcome.CANCELLED and w.last_end.reason == "cancelled by the user"
+    assert w.progress.value() < 59  # the bar shows what was done, not 100 %
+
+
+def test_deleting_the_video_stops_the_job(widget, qtbot):
+    viewer, w = widget
+    viewer.layers["video"].data = np.repeat(_video(), 10, axis=0)
+    _add_prompts(w)
+    w.method_panel.set_method("ilk")
+    before = {lyr.name for lyr in viewer.layers} - {"video"}
+    w.run()
+    viewer.layers.remove("video")
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60000)
+    assert w.last_end.outcome is Outcome.CANCELLED and "video layer 'video' was deleted" in w.last_end.reason
+    assert {lyr.name for lyr in viewer.layers} == before
 
 
 def test_errors_are_reported_not_raised(widget, monkeypatch):
@@ -100,12 +125,12 @@ def test_errors_are_reported_not_raised(widget, monkeypatch):
     w.run()  # no prompts yet
     assert errors and "prompt" in errors[-1] and w.worker is None
     layer = w.prompts_layer()
-    w.negative_check.setChecked(True)
+    w.video_panel.negative_check.setChecked(True)
     layer.add([10.0, 10.0])
     w.run()  # only a negative point
     assert "positive" in errors[-1]
-    w.pixel_spin.setValue(1.0)
-    w.negative_check.setChecked(False)
+    w.method_panel.pixel_spin.setValue(1.0)
+    w.video_panel.negative_check.setChecked(False)
     layer.add([20.0, 20.0])
     w.run()
     assert "frame rate" in errors[-1] and w.worker is None
@@ -114,6 +139,7 @@ def test_errors_are_reported_not_raised(widget, monkeypatch):
 def test_failed_layer_add_leaves_no_half_result(widget, qtbot, monkeypatch):
     viewer, w = widget
     _add_prompts(w)
+    w.method_panel.set_method("tvl1")  # the fastest estimator: the test is about the layers
     errors = []
     monkeypatch.setattr("napari_sam2med._qt.flow_widget.show_error", errors.append)
 
@@ -123,6 +149,6 @@ def test_failed_layer_add_leaves_no_half_result(widget, qtbot, monkeypatch):
     before = {lyr.name for lyr in viewer.layers}
     monkeypatch.setattr(type(viewer), "add_image", broken_add_image)
     w.run()
-    qtbot.waitUntil(lambda: w.worker is None, timeout=30000)
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60000)
     assert {lyr.name for lyr in viewer.layers} == before  # the vectors layer was rolled back
     assert errors and "no GPU memory" in errors[-1] and w.last_result is None

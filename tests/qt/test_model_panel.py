@@ -37,17 +37,17 @@ def test_missing_weights_is_a_clear_message(qtbot, monkeypatch, tmp_path):
 
 def test_widget_loads_random_model_through_worker(seg, qtbot, helpers, monkeypatch):
     viewer, widget = seg
-    widget.state.model = None
+    widget.set_model(None)
     panel = widget.model_panel
     panel.dev_toggle.setChecked(True)
     panel.set_choice(name="sam2.1-test", image_size=128, device="cpu", random_init=True)
     assert "random weights" in panel.weights_label.text()
     with qtbot.waitSignal(panel.model_loaded, timeout=20000):
         panel.load_button.click()
-    assert widget.state.model is not None and widget.state.model.image_size == 128
+    assert widget.model is not None and widget.model.image_size == 128
     assert "RANDOM weights" in widget.status.text()
     helpers.click(widget, 6, 30, 24)
     helpers.wait_idle(qtbot, widget)
-    assert widget.status.text().startswith("Slice 6: 1:")
+    assert widget.status.text().startswith("Segmented slice 6:")
     expected = widget.state.session.segment_slice(6, [1]).masks[1]  # random weights: compare, not count
     np.testing.assert_array_equal(np.asarray(widget.state.labels_layer.data[6]) == 1, expected)

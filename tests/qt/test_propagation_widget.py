@@ -23,7 +23,7 @@ def test_propagate_to_completion_matches_engine(seg, qtbot, helpers):
     assert widget.propagate_panel.progress.value() == widget.propagate_panel.progress.maximum()
     assert "Propagation done" in widget.status.text()
     # same result as driving the engine synchronously with the same prompt
-    session = Session(widget.state.model, widget.state.session.stack)
+    session = Session(widget.model, widget.state.session.stack)
     session.add_points(1, 6, [[30.0, 24.0]], [1])
     expected = run_to_end(session.propagate())
     np.testing.assert_array_equal(labels, expected)
@@ -139,13 +139,10 @@ def test_undo_interleaves_napari_paint(seg, qtbot, helpers):
 
 
 def test_four_d_layer_uses_chosen_axis(make_napari_viewer, qtbot, tiny_model, volume, helpers):
-    from napari_sam2med._qt.segment_widget import SegmentWidget
-
     viewer = make_napari_viewer()
     movie = np.stack([volume[0][:6], volume[0][6:]])  # (T=2, Z=6, Y, X)
     viewer.add_image(movie, name="tzyx")
-    widget = SegmentWidget(viewer)
-    qtbot.addWidget(widget)
+    widget = helpers.open_dock(viewer, "SAM2 segment & propagate")
     widget.set_model(tiny_model, "test")
     assert widget.image_panel.axis_combo.count() == 2
     assert widget.image_panel.stack_axis() == 1  # Z by default

@@ -34,15 +34,22 @@ def test_click_segments_current_slice_only(seg, qtbot, helpers):
     np.testing.assert_array_equal(labels[6] == 1, expected)
 
 
-def test_shift_click_is_negative_and_red(seg, qtbot, helpers):
+def test_shift_click_is_negative_styled_by_symbol_and_object_colour(seg, qtbot, helpers):
+    from napari_sam2med._qt.object_list import object_color
+
     _, widget = seg
     helpers.click(widget, 6, 30, 24)
     helpers.click(widget, 6, 10, 10, negative=True)
     helpers.wait_idle(qtbot, widget)
     layer = widget.state.points_layer
     assert layer.features["positive"].tolist() == [True, False]
-    np.testing.assert_allclose(layer.face_color[0], _rgba(POSITIVE_COLOR))
-    np.testing.assert_allclose(layer.face_color[1], _rgba(NEGATIVE_COLOR))
+    # filled with the object's label colour; polarity by rim colour and by symbol
+    colour = object_color(widget.state.labels_layer, 1)
+    np.testing.assert_allclose(layer.face_color[0], colour, atol=1e-6)
+    np.testing.assert_allclose(layer.face_color[1], colour, atol=1e-6)
+    np.testing.assert_allclose(layer.border_color[0], _rgba(POSITIVE_COLOR))
+    np.testing.assert_allclose(layer.border_color[1], _rgba(NEGATIVE_COLOR))
+    assert [str(s) for s in layer.symbol] == ["disc", "cross"]
     prompt = widget.state.session.prompts.get(1, 6)
     assert prompt.labels.tolist() == [1, 0]
     # the toggle flips the meaning of a plain click
@@ -66,6 +73,10 @@ def test_box_prompt_and_object_sync(seg, qtbot):
     assert widget.state.shapes_layer.features["obj_id"].tolist() == [5]
     box = widget.state.session.prompts.get(5, 6).box
     np.testing.assert_allclose(box, [20, 10, 45, 40])
+    from napari_sam2med._qt.object_list import object_color
+
+    np.testing.assert_allclose(widget.state.shapes_layer.edge_color[0], object_color(widget.state.labels_layer, 5),
+                               atol=1e-6)  # boxes are outlined in their object's colour
     assert (widget.state.labels_layer.data[6] == 5).any()
     assert widget.new_object() == 6
 
@@ -92,9 +103,7 @@ def test_label_as_mask_prompt(seg, qtbot):
 
 
 @pytest.mark.parametrize("case", ["no image", "2D", "RGB 2D", "no model", "empty prompts", "empty mask"])
-def test_bad_inputs_give_messages_not_exceptions(make_napari_viewer, qtbot, tiny_model, volume, case):
-    from napari_sam2med._qt.segment_widget import SegmentWidget
-
+def test_bad_inputs_give_messages_not_exceptions(make_napari_viewer, qtbot, tiny_model, volume, case, helpers):
     viewer = make_napari_viewer()
     if case == "2D":
         viewer.add_image(np.zeros((32, 32)), name="flat")
@@ -102,8 +111,7 @@ def test_bad_inputs_give_messages_not_exceptions(make_napari_viewer, qtbot, tiny
         viewer.add_image(np.zeros((32, 32, 3), np.uint8), name="photo", rgb=True)
     elif case != "no image":
         viewer.add_image(volume[0], name="vol")
-    widget = SegmentWidget(viewer)
-    qtbot.addWidget(widget)
+    widget = helpers.open_dock(viewer, "SAM2 segment & propagate")
     if case != "no model":
         widget.set_model(tiny_model, "test")
     if case == "empty mask":

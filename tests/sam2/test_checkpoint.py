@@ -1,16 +1,20 @@
 """Checkpoint registry, download cache with checksums, safe load/save, device choice."""
 
 import contextlib
+import dataclasses
 import functools
 import http.server
 import os
+import re
 import threading
 
 import pytest
 import torch
 
 from napari_sam2med.sam2 import checkpoint as ckpt
+from napari_sam2med.sam2 import configs
 from napari_sam2med.sam2.device import autocast_context, pick_device
+from napari_sam2med.sam2.weights import WeightsSpec
 
 
 class _CountingHandler(http.server.SimpleHTTPRequestHandler):
@@ -59,20 +63,46 @@ def _assert_same_state(a, b):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
 
 
-def test_registry_lists_eight_official_checkpoints():
+def test_checkpoint_registry_is_the_model_registry():
     registry = ckpt.load_registry()
-    assert set(registry) == {
-        "sam2.1-tiny", "sam2.1-small", "sam2.1-base-plus", "sam2.1-large",
-        "sam2-tiny", "sam2-small", "sam2-base-plus", "sam2-large",
-    }
+    assert list(registry) == [c.name for c in configs.list_models()]
     spec = registry["sam2.1-base-plus"]
     assert spec.url == ("https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
                         "sam2.1_hiera_base_plus.pt")
     assert spec.filename == "sam2.1_hiera_base_plus.pt"
     assert registry["sam2-large"].url.endswith("/072824/sam2_hiera_large.pt")
-    assert all(s.sha256 is None for s in registry.values())
+    # every official file has a pinned hash (sources cited in sam2/weights.py)
+    official = [s for s in registry.values() if "dl.fbaipublicfiles.com" in s.url]
+    assert len(official) == 8 and all(re.fullmatch(r"[0-9a-f]{64}", s.sha256) for s in official)
+    assert registry["sam2.1-tiny"].sha256 == "7402e0d864fa82708a20fbd15bc84245c2f26dff0eb43a4b5b93452deb34be69"
+    assert registry["medsam2-latest"].url == "https://huggingface.co/wanglab/MedSAM2/resolve/main/MedSAM2_latest.pt"
     with pytest.raises(ValueError, match="unknown checkpoint"):
         ckpt.get_spec("sam3-huge")
+
+
+def _register(monkeypatch, name, url, sha256):
+    """Point registry entry ``name`` at ``url`` with a pinned ``sha256`` (for the local server)."""
+    cfg = configs.MODEL_CONFIGS[name]
+    weights = WeightsSpec(url=url, filename=url.rsplit("/", 1)[1], sha256=sha256)
+    monkeypatch.setitem(configs.MODEL_CONFIGS, name, dataclasses.replace(cfg, weights=weights))
+
+
+def test_pinned_hash_refuses_a_different_file(tmp_path, server, small_model, monkeypatch):
+    base, folder, log = server
+    ckpt.save_checkpoint(small_model, folder / "x.pt")
+    cache = tmp_path / "cache"
+    _register(monkeypatch, "sam2.1-tiny", f"{base}/x.pt", "0" * 64)
+    with pytest.raises(ValueError, match="(?i)hash"):
+        ckpt.fetch_checkpoint("sam2.1-tiny", cache=cache, progress=False)
+    assert log == ["/x.pt"] and not (cache / "x.pt").exists()
+    # the same file with its real hash pinned is accepted and recorded
+    _register(monkeypatch, "sam2.1-tiny", f"{base}/x.pt", ckpt.sha256_of(folder / "x.pt"))
+    path = ckpt.fetch_checkpoint("sam2.1-tiny", cache=cache, progress=False)
+    assert ckpt.sidecar_path(path).read_text().split()[0] == ckpt.sha256_of(folder / "x.pt")
+    # the registry hash wins over the recorded sidecar: a cached file that no longer matches is refused
+    _register(monkeypatch, "sam2.1-tiny", f"{base}/x.pt", "1" * 64)
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        ckpt.fetch_checkpoint("sam2.1-tiny", cache=cache, offline=True)
 
 
 def test_cache_dir_honours_env(tmp_path, monkeypatch):
@@ -185,12 +215,24 @@ def test_resolve_checkpoint_user_path(tmp_path, small_model):
         ckpt.resolve_checkpoint(None)
 
 
-def test_resolve_checkpoint_by_name_offline_uses_cache(tmp_path, small_model, monkeypatch):
+def test_cached_file_with_wrong_hash_is_refused_by_name(tmp_path, small_model, monkeypatch):
+    """A file named like the official one but with other content is refused (pinned hash, no trust on first use)."""
     monkeypatch.setenv(ckpt.CACHE_ENV, str(tmp_path))
     ckpt.save_checkpoint(small_model, tmp_path / "sam2.1_hiera_tiny.pt")
-    path = ckpt.resolve_checkpoint("sam2.1-tiny", offline=True)
-    assert path == tmp_path / "sam2.1_hiera_tiny.pt"
-    assert ckpt.sidecar_path(path).exists()  # trust on first use recorded
+    with pytest.raises(ValueError, match="checksum mismatch.*7402e0d8"):
+        ckpt.resolve_checkpoint("sam2.1-tiny", offline=True)
+    assert not ckpt.sidecar_path(tmp_path / "sam2.1_hiera_tiny.pt").exists()
+
+
+def test_registry_entry_without_hash_is_trusted_on_first_use(tmp_path, small_model, monkeypatch):
+    monkeypatch.setenv(ckpt.CACHE_ENV, str(tmp_path))
+    ckpt.save_checkpoint(small_model, tmp_path / "MedSAM2_latest.pt")
+    path = ckpt.resolve_checkpoint("medsam2-latest", offline=True)
+    assert ckpt.sidecar_path(path).read_text().split()[0] == ckpt.sha256_of(path)
+    with open(path, "ab") as handle:  # later changes are caught
+        handle.write(b"\x00")
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        ckpt.resolve_checkpoint("medsam2-latest", offline=True)
 
 
 def test_pick_device_on_cpu():
@@ -206,3 +248,21 @@ def test_pick_device_on_cpu():
     with autocast_context(pick_device("cpu")):
         out = torch.ones(2, 2) @ torch.ones(2, 2)
     assert out.dtype == torch.float32
+
+
+def test_packaged_weights_are_verified_and_never_downloaded(tmp_path, monkeypatch):
+    """A ``package:`` entry (weights shipped in napari_sam2med/models) is checked against its pinned hash."""
+    import importlib.resources
+
+    shipped = importlib.resources.files("napari_sam2med") / "models" / "SAM2FLOW_MODEL_CARD.md"
+    digest = ckpt.sha256_of(str(shipped))
+    monkeypatch.setattr("pooch.retrieve", lambda *a, **k: pytest.fail("must not download"))
+    _register(monkeypatch, "sam2.1-tiny", "package:models/SAM2FLOW_MODEL_CARD.md", digest)
+    assert ckpt.fetch_checkpoint("sam2.1-tiny", cache=tmp_path, offline=True).name == "SAM2FLOW_MODEL_CARD.md"
+    _register(monkeypatch, "sam2.1-tiny", "package:models/SAM2FLOW_MODEL_CARD.md", "0" * 64)
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        ckpt.fetch_checkpoint("sam2.1-tiny", cache=tmp_path)
+    _register(monkeypatch, "sam2.1-tiny", "package:models/absent.pt", digest)
+    with pytest.raises(FileNotFoundError, match="packaged weights"):
+        ckpt.fetch_checkpoint("sam2.1-tiny", cache=tmp_path)
+    assert list(tmp_path.iterdir()) == []

@@ -1,8 +1,13 @@
 """SAM2Flow dock widget: prompt vessels with points, estimate flow, show vectors and speeds.
 
-The heavy work (:func:`napari_sam2med.flow.runner.estimate_flow`) runs in a napari
-generator ``thread_worker`` that streams the video layer's data frame by frame;
-layers are added on the main thread when the worker returns, all or none.
+The heavy work (:func:`napari_sam2med.flow.runner.estimate_flow`) runs in the
+shared job runner, streaming the video layer's data frame by frame; layers are
+added on the main thread when the job returns, all or none. The job is bound
+to its video layer: deleting that layer stops it. Closing the dock cancels the
+job and disconnects the dock from the viewer.
+
+The dock is built from sub-widgets (:mod:`.flow_panels`, :mod:`.flow_plot`);
+:meth:`FlowWidget.add_panel` hosts extra panels (e.g. adapting the model to a video).
 """
 
 from __future__ import annotations
@@ -12,31 +17,23 @@ from typing import Any
 import numpy as np
 from napari.layers import Image, Points
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
-    QFormLayout,
-    QHBoxLayout,
-    QLineEdit,
-    QProgressBar,
-    QPushButton,
-    QSpinBox,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QHBoxLayout, QProgressBar, QPushButton, QScrollArea, QVBoxLayout, QWidget
 
-from ..flow.command import METHODS, has_default_weights, make_estimator
+from ..flow.command import has_default_weights, make_estimator
 from ..flow.layers import flow_layer_data
 from ..flow.runner import estimate_flow
 from ..flow.types import RoiPrompt
-from ._worker import RunCancelMixin, relay_progress
+from ._worker import JobEnd, JobRunner, Outcome
+from .connections import Connections, DockLifecycle
+from .flow_adapt_panel import FlowAdaptPanel
+from .flow_panels import FlowMethod, MethodPanel, VideoPanel
+from .flow_plot import SpeedPlot
+from .prompt_layers import NEGATIVE_COLOR, POSITIVE_COLOR, point_size
+from .viewer_context import unwrap_viewer
 
 __all__ = ["FlowWidget", "prompts_from_points", "SpeedPlot"]
 
 PROMPTS_NAME = "SAM2Flow prompts"
-POSITIVE_COLOR = "lime"
-NEGATIVE_COLOR = "red"
 
 
 def prompts_from_points(layer: Points) -> list[RoiPrompt]:
@@ -62,12 +59,10 @@ def prompts_from_points(layer: Points) -> list[RoiPrompt]:
 
 
 def _flow_job(video: Any, rois: list, method: str, weights: str | None, pixel_size, fps, scale):
-    """Generator run in the worker thread; yields (done, total), returns layers + result."""
+    """Job generator: yields the runner's progress, returns the result and its layers."""
     estimator = make_estimator(method, weights)
     out: dict = {}
-    result = yield from relay_progress(
-        estimate_flow(video, rois, estimator, out=out, pixel_size=pixel_size, fps=fps)
-    )
+    result = yield from estimate_flow(video, rois, estimator, out=out, pixel_size=pixel_size, fps=fps)
     layers = flow_layer_data(
         out["flow"], out["roi_ids"], pixel_size=pixel_size, fps=fps, scale=scale,
         name=f"SAM2Flow {method}",
@@ -75,140 +70,110 @@ def _flow_job(video: Any, rois: list, method: str, weights: str | None, pixel_si
     return result, layers
 
 
-class SpeedPlot(QWidget):
-    """Matplotlib plot of mean speed over time, one line per ROI."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
-
-        self.figure = Figure(figsize=(4, 2.5), tight_layout=True)
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.axes = self.figure.add_subplot(111)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.canvas)
-
-    def plot(self, speeds: np.ndarray, roi_ids: list[int], unit: str) -> None:
-        """Draw ``speeds`` (T-1, n_rois) against the frame-pair index."""
-        self.axes.clear()
-        t = np.arange(speeds.shape[0])
-        for k, roi_id in enumerate(roi_ids):
-            self.axes.plot(t, speeds[:, k], marker=".", label=f"ROI {roi_id}")
-        self.axes.set_xlabel("frame pair t -> t+1")
-        self.axes.set_ylabel(f"mean speed ({unit})")
-        if roi_ids:
-            self.axes.legend(loc="best", fontsize="small")
-        self.canvas.draw_idle()
-
-
-class FlowWidget(RunCancelMixin, QWidget):
+class FlowWidget(DockLifecycle, QWidget):
     """Dock widget running SAM2Flow (or a classical baseline) on a video layer.
 
-    Cancel stops the worker after the frame pair in flight; no layer is added then.
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+        The viewer (napari passes it by this name).
+
+    Cancel stops the job after the frame pair in flight; no layer is added then.
     """
 
-    def __init__(self, viewer: Any, parent: QWidget | None = None) -> None:
+    def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.viewer = viewer
-        self.worker: Any = None
+        self.viewer = unwrap_viewer(napari_viewer)
+        self.connections = Connections()
         self.last_result: Any = None
+        self.last_end: JobEnd | None = None
         self.plot: SpeedPlot | None = None
         self._plot_dock: Any = None
+        self._job_video: Any = None
+        self._closed = self._docked = False
 
-        self.video_combo = QComboBox()
-        self.add_prompts_btn = QPushButton("Prompt layer")
-        self.negative_check = QCheckBox("negative point")
-        self.roi_spin = QSpinBox()
-        self.roi_spin.setRange(1, 255)
-        self.method_combo = QComboBox()
-        self.method_combo.addItems(list(METHODS))
-        self.method_combo.setCurrentText("sam2flow" if has_default_weights() else "tvl1")
-        self.weights_edit = QLineEdit()
-        self.weights_edit.setPlaceholderText("SAM2Flow checkpoint (blank: shipped weights)")
-        self.pixel_spin = QDoubleSpinBox()
-        self.fps_spin = QDoubleSpinBox()
-        for spin, suffix in ((self.pixel_spin, " µm"), (self.fps_spin, " fps")):
-            spin.setRange(0.0, 1e6)
-            spin.setDecimals(4)
-            spin.setSpecialValueText("not set")  # 0 = uncalibrated
-            spin.setSuffix(suffix)
+        self.video_panel = VideoPanel()
+        self.method_panel = MethodPanel(FlowMethod("sam2flow" if has_default_weights() else "tvl1"))
         self.run_btn = QPushButton("Run")
         self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.setEnabled(False)
         self.progress = QProgressBar()
-
-        form = QFormLayout()
-        form.addRow("video", self.video_combo)
-        prompt_row = QHBoxLayout()
-        prompt_row.addWidget(self.add_prompts_btn)
-        prompt_row.addWidget(self.negative_check)
-        form.addRow("prompts", prompt_row)
-        form.addRow("ROI id", self.roi_spin)
-        form.addRow("method", self.method_combo)
-        form.addRow("weights", self.weights_edit)
-        form.addRow("pixel size", self.pixel_spin)
-        form.addRow("frame rate", self.fps_spin)
+        self.runner = JobRunner(self.progress, self.run_btn, self.cancel_btn, parent=self)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_btn)
         buttons.addWidget(self.cancel_btn)
+        inner = QWidget()
+        self._column = QVBoxLayout(inner)
+        self._column.addWidget(self.video_panel)
+        self._column.addWidget(self.method_panel)
+        self._column.addLayout(buttons)
+        self._column.addWidget(self.progress)
+        self._column.addStretch(1)
+        self.adapt_panel = FlowAdaptPanel(self)
+        self.add_panel(self.adapt_panel)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(inner)
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addLayout(buttons)
-        layout.addWidget(self.progress)
-        layout.addStretch(1)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(scroll)
 
-        self.add_prompts_btn.clicked.connect(self.prompts_layer)
-        self.negative_check.toggled.connect(self._update_defaults)
-        self.roi_spin.valueChanged.connect(self._update_defaults)
+        v = self.video_panel
+        v.add_prompts_btn.clicked.connect(self.prompts_layer)
+        v.negative_check.toggled.connect(self._update_defaults)
+        v.roi_spin.valueChanged.connect(self._update_defaults)
         self.run_btn.clicked.connect(self.run)
         self.cancel_btn.clicked.connect(self.cancel)
-        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
-            event.connect(self._refresh_videos)
+        layers = self.viewer.layers
+        self.connections.connect(self.viewer, layers.events.inserted, self._refresh_videos)
+        self.connections.connect(self.viewer, layers.events.removed, self._on_removed)
         self._refresh_videos()
+
+    def add_panel(self, panel: QWidget) -> None:
+        """Add an extra panel above the Run button (e.g. "Adapt to this video")."""
+        self._column.insertWidget(self._column.count() - 3, panel)
+
+    @property
+    def worker(self) -> Any:
+        """The running worker, or None."""
+        return self.runner.worker
 
     # -- layers ---------------------------------------------------------------
     def _refresh_videos(self, event: Any = None) -> None:
-        current = self.video_combo.currentText()
-        names = [
-            lyr.name
-            for lyr in self.viewer.layers
-            if isinstance(lyr, Image) and lyr.ndim == 3 and not lyr.rgb
-        ]
-        self.video_combo.blockSignals(True)
-        self.video_combo.clear()
-        self.video_combo.addItems(names)
-        if current in names:
-            self.video_combo.setCurrentText(current)
-        self.video_combo.blockSignals(False)
+        self.video_panel.set_videos([
+            lyr.name for lyr in self.viewer.layers if isinstance(lyr, Image) and lyr.ndim == 3 and not lyr.rgb
+        ])
+
+    def _on_removed(self, event: Any) -> None:
+        if self._job_video is not None and event.value is self._job_video:
+            self.runner.cancel(f"its video layer '{event.value.name}' was deleted")
+        self._refresh_videos()
 
     def video_layer(self) -> Image:
         """The selected (T, H, W) Image layer."""
-        name = self.video_combo.currentText()
+        name = self.video_panel.video_combo.currentText()
         if not name or name not in self.viewer.layers:
             raise ValueError("choose a (T, H, W) video Image layer")
         return self.viewer.layers[name]
 
     def prompts_layer(self) -> Points:
-        """Return the prompt Points layer, creating it (2-D, over the video) if needed."""
+        """The prompt Points layer (2-D, over the video), created if needed, active and in add mode."""
         if PROMPTS_NAME in self.viewer.layers:
-            return self.viewer.layers[PROMPTS_NAME]
-        kwargs: dict[str, Any] = {}
-        try:
-            video = self.video_layer()
-            kwargs = {"scale": video.scale[-2:], "translate": video.translate[-2:]}
-        except ValueError:
-            pass
-        layer = self.viewer.add_points(
-            np.zeros((0, 2)),
-            name=PROMPTS_NAME,
-            features={"roi_id": np.zeros(0, int), "label": np.zeros(0, int)},
-            size=4,
-            **kwargs,
-        )
-        layer.mode = "add"
+            layer = self.viewer.layers[PROMPTS_NAME]
+        else:
+            kwargs: dict[str, Any] = {"size": 4}
+            try:
+                video = self.video_layer()
+                kwargs = {"scale": video.scale[-2:], "translate": video.translate[-2:],
+                          "size": point_size(video)}
+            except ValueError:
+                pass
+            layer = self.viewer.add_points(
+                np.zeros((0, 2)), name=PROMPTS_NAME,
+                features={"roi_id": np.zeros(0, int), "label": np.zeros(0, int)}, **kwargs,
+            )
         self._update_defaults(layer=layer)
+        self.viewer.layers.selection.active = layer
+        layer.mode = "add"
         return layer
 
     def _update_defaults(self, *_: Any, layer: Points | None = None) -> None:
@@ -216,11 +181,12 @@ class FlowWidget(RunCancelMixin, QWidget):
             if PROMPTS_NAME not in self.viewer.layers:
                 return
             layer = self.viewer.layers[PROMPTS_NAME]
-        negative = self.negative_check.isChecked()
+        negative = self.video_panel.negative_check.isChecked()
         # current_face_color also recolours selected points: deselect (a new point is selected)
         layer.selected_data = set()
-        layer.feature_defaults = {"roi_id": self.roi_spin.value(), "label": 0 if negative else 1}
+        layer.feature_defaults = {"roi_id": self.video_panel.roi_spin.value(), "label": 0 if negative else 1}
         layer.current_face_color = NEGATIVE_COLOR if negative else POSITIVE_COLOR
+        layer.current_symbol = "cross" if negative else "disc"
 
     # -- running --------------------------------------------------------------
     def _settings(self) -> tuple:
@@ -229,30 +195,38 @@ class FlowWidget(RunCancelMixin, QWidget):
             raise ValueError("add prompt points first (Prompt layer button)")
         rois = prompts_from_points(self.viewer.layers[PROMPTS_NAME])
         data = video_layer.data[0] if video_layer.multiscale else video_layer.data
-        pixel, fps = self.pixel_spin.value(), self.fps_spin.value()
-        pixel_size, frame_rate = (pixel, fps) if pixel > 0 and fps > 0 else (None, None)
-        if (pixel > 0) != (fps > 0):
-            raise ValueError("set both pixel size and frame rate for µm/s, or neither")
-        method = self.method_combo.currentText()
-        weights = self.weights_edit.text().strip() or None
+        pixel_size, frame_rate = self.method_panel.calibration()
+        method = self.method_panel.method().value
+        weights = self.method_panel.weights_edit.text().strip() or None
         return data, rois, method, weights, pixel_size, frame_rate, tuple(video_layer.scale)
 
     def run(self) -> None:
-        """Start the flow worker (no-op while one is running)."""
-        if self.worker is not None:
+        """Start the flow job (no-op while one is running)."""
+        if self.runner.busy or self._closed:
             return
         try:
             args = self._settings()
+            self._job_video = self.video_layer()
         except (ValueError, FileNotFoundError) as exc:
             show_error(f"SAM2Flow: {exc}")
             return
-        self._start_job(
-            _flow_job, *args,
-            on_returned=self._on_returned, on_error=self._on_error, on_aborted=self._on_aborted,
-        )
+        self.runner.start(_flow_job, *args, on_end=self._on_end)
 
-    def _on_returned(self, value: tuple) -> None:
-        result, layers = value
+    def cancel(self) -> None:
+        """Stop after the frame pair in flight; no layer is added."""
+        self.runner.cancel()
+
+    def _on_end(self, end: JobEnd) -> None:
+        self.last_end, self._job_video = end, None
+        if end.outcome is Outcome.DONE:
+            self._add_result(*end.value)
+        elif end.outcome is Outcome.CANCELLED:
+            show_info(f"SAM2Flow: {end.reason} after {end.done or 0} of {end.total or '?'} frame pairs; "
+                      "no layer was added")
+        else:
+            show_error(f"SAM2Flow: {end.describe_error()}")
+
+    def _add_result(self, result: Any, layers: list) -> None:
         added = []
         try:
             for data, meta, layer_type in layers:
@@ -275,16 +249,14 @@ class FlowWidget(RunCancelMixin, QWidget):
             self.plot = SpeedPlot()
             window = getattr(self.viewer, "window", None)
             if window is not None and hasattr(window, "add_dock_widget"):
-                self._plot_dock = window.add_dock_widget(
-                    self.plot, name="SAM2Flow speed", area="bottom"
-                )
+                self._plot_dock = window.add_dock_widget(self.plot, name="SAM2Flow speed", area="bottom")
         calibrated = result.mean_speed_um_s is not None
         speeds = result.mean_speed_um_s if calibrated else result.mean_speed_px
         self.plot.plot(speeds, result.roi_ids, "µm/s" if calibrated else "px/frame")
 
-    def _on_error(self, exc: Exception) -> None:
-        show_error(f"SAM2Flow: {exc}")
-
-    def _on_aborted(self) -> None:
-        self.progress.setValue(0)
-        show_info("SAM2Flow: cancelled")
+    def teardown(self) -> None:
+        """Cancel the job and disconnect from the viewer (the dock was closed)."""
+        self._closed = True
+        self.runner.cancel("the dock was closed")
+        self.adapt_panel.runner.cancel("the dock was closed")
+        self.connections.release_all()

@@ -1,7 +1,9 @@
 """Model choice and loading: name, image size, device, checkpoint (cached / download / file).
 
-Loading and downloading run in napari thread workers; the panel emits
-``model_loaded(model, description)`` on the main thread when a model is ready.
+Loading and downloading run in the shared job runner; the panel emits
+``model_loaded(model, description)`` on the main thread when a model is ready
+(the dock hands it to the viewer's :class:`~.viewer_context.ModelManager`, so
+every dock uses the same model).
 Random weights are a developer option only: the checkbox is hidden unless
 ``$SAM2MED_DEV=1`` or the "Developer" expander is opened.
 """
@@ -26,6 +28,8 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from ._worker import JobEnd, JobRunner, Outcome
 
 IMAGE_SIZES = (1024, 512, 256)
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -89,13 +93,16 @@ class ModelPanel(QGroupBox):
         super().__init__("Model", parent)
         from ..sam2 import MODEL_NAMES
 
-        self._worker = None
+        self.runner = JobRunner(parent=self)
         self._checkpoint_file: Path | None = None
         self.name_combo = QComboBox()
         self.name_combo.addItems(list(MODEL_NAMES))
         self.size_combo = QComboBox()
         self.size_combo.addItems([str(s) for s in IMAGE_SIZES])
         self.size_combo.setToolTip("Input size of the network: smaller is faster, coarser")
+        self.speed_hint = QLabel()
+        self.speed_hint.setWordWrap(True)
+        self.speed_hint.setVisible(False)
         self.device_combo = QComboBox()
         self.device_combo.addItems(list(DEVICES))
         self.weights_label = QLabel()
@@ -121,6 +128,7 @@ class ModelPanel(QGroupBox):
         form = QFormLayout()
         form.addRow("Model", self.name_combo)
         form.addRow("Image size", self.size_combo)
+        form.addRow("", self.speed_hint)
         form.addRow("Device", self.device_combo)
         buttons = QHBoxLayout()
         buttons.addWidget(self.download_button)
@@ -140,7 +148,10 @@ class ModelPanel(QGroupBox):
         self.browse_button.clicked.connect(self._browse)
         self.load_button.clicked.connect(self.load)
         self.random_init.toggled.connect(lambda _: self.refresh_weights())
+        self.device_combo.currentTextChanged.connect(lambda _: self.update_speed_hint())
+        self.size_combo.currentTextChanged.connect(lambda _: self.update_speed_hint())
         self.refresh_weights()
+        self.update_speed_hint()
 
     # -- state ------------------------------------------------------------------
     def choice(self) -> ModelChoice:
@@ -181,7 +192,28 @@ class ModelPanel(QGroupBox):
         self.weights_label.setText(text)
 
     def busy(self) -> bool:
-        return self._worker is not None
+        return self.runner.busy
+
+    def cancel(self) -> None:
+        """Drop a load or download in flight (its result is ignored)."""
+        self.runner.cancel("the dock was closed")
+
+    def update_speed_hint(self) -> None:
+        """Warn when 1024 px runs on a CPU: every new slice then takes seconds."""
+        device = self.device_combo.currentText()
+        if device == "auto":
+            from ..sam2.device import pick_device
+
+            device = str(pick_device("auto"))
+        slow = device == "cpu" and int(self.size_combo.currentText()) >= 1024
+        self.speed_hint.setText(
+            "<i>1024 px on a CPU: each new slice takes several seconds (about 16x the work of 256 px). "
+            "512 or 256 px is much faster.</i>" if slow else "")
+        self.speed_hint.setVisible(slow)
+
+    def show_shared(self, model, description: str) -> None:
+        """Show the model another dock (or this one) set for the viewer."""
+        self.status.setText(f"Ready: {description}" if model is not None else "No model loaded")
 
     # -- actions ------------------------------------------------------------------
     def _on_dev_toggled(self, on: bool) -> None:
@@ -201,20 +233,22 @@ class ModelPanel(QGroupBox):
             self.refresh_weights()
 
     def _run(self, func, arg, on_done, what: str) -> None:
-        from napari.qt.threading import create_worker
-
-        if self._worker is not None:
+        if self.runner.busy:
             self.message.emit("the model panel is busy; wait for it to finish")
             return
-        self._worker = create_worker(func, arg, _start_thread=False, _ignore_errors=True)
-        self._worker.returned.connect(on_done)
-        self._worker.errored.connect(self._on_error)
-        self._worker.finished.connect(self._on_finished)
+
+        def on_end(end: JobEnd) -> None:
+            self._on_finished()
+            if end.outcome is Outcome.DONE:
+                on_done(end.value)
+            elif end.outcome is Outcome.FAILED:
+                self._on_error(end.error)
+
         self.progress.setVisible(True)
         self.status.setText(what)
         for button in (self.load_button, self.download_button, self.browse_button):
             button.setEnabled(False)
-        self._worker.start()
+        self.runner.start(func, arg, on_end=on_end)
 
     def download(self) -> None:
         self._run(_download, self.choice().name, self._on_downloaded,
@@ -239,7 +273,6 @@ class ModelPanel(QGroupBox):
         self.message.emit(str(exc))
 
     def _on_finished(self) -> None:
-        self._worker = None
         self.progress.setVisible(False)
         for button in (self.load_button, self.download_button, self.browse_button):
             button.setEnabled(True)

@@ -1,10 +1,14 @@
 """OCTA dock widget (SAM-OCTA2): load a case, prompt, propagate through layers, score.
 
-The heavy work is :mod:`napari_sam2med.octa.pipeline`, run in a napari
-``thread_worker`` (progress bar + Cancel). Prompts are either automatic (from
-a reference Labels layer on one layer, counts configurable) or manual (the
-"OCTA prompts" Points layer: each point's ``object`` and ``positive``
-features say which object it prompts and whether it is a positive click).
+The heavy work is :mod:`napari_sam2med.octa.pipeline`, run in the shared job
+runner (progress bar, Cancel, errors). Prompts are either automatic (from a
+reference Labels layer on one layer, counts configurable) or manual: clicks in
+the "OCTA prompts" Points layer, made like the segment dock's prompt layers
+(object colour, positive/negative by rim and symbol, size scaled to the image).
+
+The dock is built from sub-widgets (:mod:`.octa_panels`) in a scroll area; the
+parameter form is a persisted magicgui form. The model is the viewer's shared
+one (:class:`~.viewer_context.ModelManager`).
 """
 
 from __future__ import annotations
@@ -16,36 +20,45 @@ import numpy as np
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import (
-    QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLineEdit,
-    QProgressBar, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
+    QHBoxLayout,
+    QHeaderView,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
 )
 
 from ..octa import datasets as ds
 from ..octa.metrics import METRIC_NAMES, sequence_metrics
 from ..octa.pipeline import OctaConfig, run_layer_sequence, run_manual, run_projection
 from ..octa.prompts import PromptConfig
-from ._worker import RunCancelMixin, relay_progress
+from ._worker import JobEnd, JobRunner, Outcome
+from .connections import Connections, DockLifecycle
 from .model_panel import ModelPanel
+from .object_list import object_color
+from .octa_panels import CaseKind, CasePanel, LayersPanel, ManualPromptPanel, OctaTask, ParametersPanel, PromptMode
+from .prompt_layers import install_polarity_callback, make_points_layer, recolor_points
+from .viewer_context import context_for, unwrap_viewer
 
 IMAGE_NAME = "OCTA layers"
 GT_NAME = "OCTA ground truth"
 OBJECTS_NAME = "OCTA vessel objects"
 PROMPTS_NAME = "OCTA prompts"
-KINDS = ("layer sequence", "projections")
-MODES = ("automatic prompts", "manual prompts")
-NONE = "(none)"
 
 
-def _octa_job(model, images, mode: str, projection: bool, reference, ref_layer: int, clicks,
+def _octa_job(model, images, mode: PromptMode, projection: bool, reference, ref_layer: int, clicks,
               config: OctaConfig, gt, names):
-    """Worker generator: yields (done, total); returns (layer tuples, metric rows or None)."""
-    if mode == MODES[1]:
+    """Job generator: yields the pipeline's progress; returns (layer tuples, metric rows or None)."""
+    if mode is PromptMode.MANUAL:
         gen = run_manual(model, images, clicks, config)
     elif projection:
         gen = run_projection(model, images, reference, config)
     else:
         gen = run_layer_sequence(model, images, reference, ref_layer, config)
-    layers = yield from relay_progress(gen)
+    layers = yield from gen
     rows = None
     if gt is not None:
         pred = layers[0][0]
@@ -54,132 +67,122 @@ def _octa_job(model, images, mode: str, projection: bool, reference, ref_layer: 
     return layers, rows
 
 
-class OctaWidget(RunCancelMixin, QWidget):
+def _find(viewer: Any, name: str) -> Any:
+    """The layer called ``name``, or None (napari's LayerList has no ``get``)."""
+    return next((layer for layer in viewer.layers if layer.name == name), None)
+
+
+class OctaWidget(DockLifecycle, QWidget):
     """Dock widget for SAM-OCTA2-style OCTA vessel / FAZ segmentation.
 
-    Cancel stops the worker after the layer in flight; no layer is added then.
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+        The viewer (napari passes it by this name).
+
+    Cancel stops the job after the layer in flight; no layer is added then.
     """
 
-    def __init__(self, viewer: Any, parent: QWidget | None = None) -> None:
+    def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.viewer = viewer
-        self.model = None
-        self.worker = None
-        self.case_kind = KINDS[0]
+        self.viewer = unwrap_viewer(napari_viewer)
+        self.context = context_for(self.viewer)
+        self.connections = Connections()
+        self.case_kind = CaseKind.LAYER_SEQUENCE
         self.layer_names: list[str] = []
         self.last_rows: list[dict] | None = None
+        self.last_end: JobEnd | None = None
+        self._job_image: Any = None
+        self._closed = self._docked = False
 
         self.model_panel = ModelPanel()
-        self.model_panel.model_loaded.connect(self.set_model)
-
-        case_box = QGroupBox("Case")
-        self.path_edit = QLineEdit()
-        self.path_edit.setPlaceholderText("layer-sequence folder or OCTA-500 root")
-        browse = QPushButton("...")
-        browse.clicked.connect(self._browse)
-        self.kind_combo = QComboBox()
-        self.kind_combo.addItems(KINDS)
-        self.case_edit = QLineEdit()
-        self.case_edit.setPlaceholderText("case id (projections; empty = the only one)")
-        load_btn = QPushButton("Load case")
-        load_btn.clicked.connect(self._load_clicked)
-        row = QHBoxLayout()
-        row.addWidget(self.path_edit)
-        row.addWidget(browse)
-        case_form = QFormLayout(case_box)
-        case_form.addRow("Path", row)
-        case_form.addRow("Kind", self.kind_combo)
-        case_form.addRow("Case", self.case_edit)
-        case_form.addRow(load_btn)
-
-        run_box = QGroupBox("Segment")
-        self.task_combo = QComboBox()
-        self.task_combo.addItems(["rv", "faz"])
-        self.mode_combo = QComboBox()
-        self.mode_combo.addItems(MODES)
-        self.image_combo, self.reference_combo, self.gt_combo = QComboBox(), QComboBox(), QComboBox()
-        self.ref_spin = QSpinBox()
-        self.ref_spin.setRange(0, 10_000)
-        self.pos_spin, self.neg_spin, self.seed_spin = QSpinBox(), QSpinBox(), QSpinBox()
-        self.pos_spin.setRange(1, 50)
-        self.pos_spin.setValue(3)
-        self.neg_spin.setRange(0, 50)
-        self.neg_spin.setValue(3)
-        self.seed_spin.setRange(0, 1_000_000)
-        self.object_spin = QSpinBox()
-        self.object_spin.setRange(1, 999)
-        self.negative_check = QCheckBox("negative click")
-        prompt_btn = QPushButton("Prompt layer")
-        prompt_btn.clicked.connect(self.prompts_layer)
-        self.object_spin.valueChanged.connect(self._update_point_defaults)
-        self.negative_check.toggled.connect(self._update_point_defaults)
-        form = QFormLayout(run_box)
-        form.addRow("Task", self.task_combo)
-        form.addRow("Prompts", self.mode_combo)
-        form.addRow("Image", self.image_combo)
-        form.addRow("Reference", self.reference_combo)
-        form.addRow("Reference layer", self.ref_spin)
-        form.addRow("Positives / object", self.pos_spin)
-        form.addRow("Negatives / object", self.neg_spin)
-        form.addRow("Seed", self.seed_spin)
-        manual = QHBoxLayout()
-        manual.addWidget(self.object_spin)
-        manual.addWidget(self.negative_check)
-        manual.addWidget(prompt_btn)
-        form.addRow("Manual object", manual)
-        form.addRow("Ground truth", self.gt_combo)
+        self.case_panel = CasePanel()
+        self.layers_panel = LayersPanel()
+        self.params = ParametersPanel()
+        self.manual_panel = ManualPromptPanel()
         self.run_btn, self.cancel_btn = QPushButton("Run"), QPushButton("Cancel")
-        self.cancel_btn.setEnabled(False)
-        self.run_btn.clicked.connect(self.run)
-        self.cancel_btn.clicked.connect(self.cancel)
+        self.progress = QProgressBar()
+        self.runner = JobRunner(self.progress, self.run_btn, self.cancel_btn, parent=self)
+        self.table = QTableWidget(0, 1 + len(METRIC_NAMES))
+        self.table.setHorizontalHeaderLabels(["layer", *METRIC_NAMES])
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self._fit_table()
+
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_btn)
         buttons.addWidget(self.cancel_btn)
-        self.progress = QProgressBar()
-        self.table = QTableWidget(0, 1 + len(METRIC_NAMES))
-        self.table.setHorizontalHeaderLabels(["layer", *METRIC_NAMES])
-
+        inner = QWidget()
+        column = QVBoxLayout(inner)
+        for w in (self.model_panel, self.case_panel, self.layers_panel, self.params, self.manual_panel):
+            column.addWidget(w)
+        column.addLayout(buttons)
+        column.addWidget(self.progress)
+        column.addWidget(self.table)
+        column.addStretch(1)
+        scroll = QScrollArea()  # taller than a laptop screen otherwise
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(inner)
         layout = QVBoxLayout(self)
-        for w in (self.model_panel, case_box, run_box):
-            layout.addWidget(w)
-        layout.addLayout(buttons)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.table)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(scroll)
 
-        self.viewer.layers.events.inserted.connect(self._refresh_layers)
-        self.viewer.layers.events.removed.connect(self._refresh_layers)
+        self.case_panel.load_btn.clicked.connect(self._load_clicked)
+        self.manual_panel.prompt_btn.clicked.connect(self.prompts_layer)
+        self.manual_panel.object_spin.valueChanged.connect(self._update_point_defaults)
+        self.manual_panel.negative_check.toggled.connect(self._update_point_defaults)
+        self.run_btn.clicked.connect(self.run)
+        self.cancel_btn.clicked.connect(self.cancel)
+        models = self.context.models
+        models.acquire(self)
+        self.model_panel.model_loaded.connect(models.set_model)
+        self.connections.connect(self.viewer, models.changed, self._on_shared_model)
+        self.connections.connect(self.viewer, self.viewer.layers.events.inserted, self._refresh_layers)
+        self.connections.connect(self.viewer, self.viewer.layers.events.removed, self._on_removed)
+        if models.model is not None:
+            self.model_panel.show_shared(models.model, models.description)
         self._refresh_layers()
+
+    @property
+    def model(self) -> Any:
+        """The model shared by the viewer's docks."""
+        return self.context.models.model
+
+    @property
+    def worker(self) -> Any:
+        return self.runner.worker
+
+    def set_model(self, model, description: str = "") -> None:
+        """Use ``model`` in every dock of this viewer."""
+        self.context.models.set_model(model, description)
+
+    def _on_shared_model(self, model, description: str) -> None:
+        self.model_panel.show_shared(model, description)
 
     # -- layers -------------------------------------------------------------------
     def _refresh_layers(self, event: Any = None, prefer: bool = False) -> None:
         """Refill the layer combos; ``prefer``: select the case's own layers."""
-        images = [l.name for l in self.viewer.layers if isinstance(l, Image)]
-        labels = [l.name for l in self.viewer.layers if isinstance(l, Labels)]
-        for combo, names, preferred in (
-            (self.image_combo, images, IMAGE_NAME),
-            (self.reference_combo, labels, OBJECTS_NAME if OBJECTS_NAME in labels else GT_NAME),
-            (self.gt_combo, [NONE, *labels], GT_NAME),
-        ):
-            current = combo.currentText()
-            combo.blockSignals(True)
-            combo.clear()
-            combo.addItems(names)
-            keep = current if current in names and current != NONE and not prefer else preferred
-            if keep in names:
-                combo.setCurrentText(keep)
-            combo.blockSignals(False)
+        images = [lyr.name for lyr in self.viewer.layers if isinstance(lyr, Image)]
+        labels = [lyr.name for lyr in self.viewer.layers if isinstance(lyr, Labels)]
+        preferred = {"image": IMAGE_NAME, "reference": OBJECTS_NAME if OBJECTS_NAME in labels else GT_NAME,
+                     "gt": GT_NAME}
+        self.layers_panel.refill(images, labels, preferred, prefer)
+
+    def _on_removed(self, event: Any) -> None:
+        if self._job_image is not None and event.value is self._job_image:
+            self.runner.cancel(f"its image layer '{event.value.name}' was deleted")
+        self._refresh_layers()
 
     def _replace(self, data, meta: dict, layer_type: str):
         if meta["name"] in self.viewer.layers:
             self.viewer.layers.remove(meta["name"])
         return getattr(self.viewer, f"add_{layer_type}")(data, **meta)
 
-    def load_case(self, path: str | Path, kind: str = KINDS[0], case: str | None = None) -> None:
+    def load_case(self, path: str | Path, kind: CaseKind = CaseKind.LAYER_SEQUENCE, case: str | None = None) -> None:
         """Load a layer-sequence folder or the projections of an OCTA-500 case into layers."""
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        kind = CaseKind(kind)
         path = Path(path)
-        if kind == KINDS[0]:
+        if kind is CaseKind.LAYER_SEQUENCE:
             seq = ds.read_layer_sequence(path)
             self._replace(seq.images, {"name": IMAGE_NAME}, "image")
             self._replace(seq.masks.astype(np.uint8), {"name": GT_NAME}, "labels")
@@ -187,128 +190,154 @@ class OctaWidget(RunCancelMixin, QWidget):
                 self._replace(seq.objects, {"name": OBJECTS_NAME}, "labels")
             elif OBJECTS_NAME in self.viewer.layers:
                 self.viewer.layers.remove(OBJECTS_NAME)
-            self.task_combo.setCurrentText(seq.task)
+            self.params.set("task", OctaTask(seq.task))
             self.layer_names = seq.layer_names
-            self.ref_spin.setValue(len(seq) // 2)
+            self.params.set("reference_layer", len(seq) // 2)
         else:
             case = case or next(iter(ds.list_cases(path)), None)
             if case is None:
                 raise FileNotFoundError(f"no projection cases under {path}")
             proj = ds.read_projections(path, case)
             self._replace(proj.images, {"name": IMAGE_NAME}, "image")
-            gt_name = "FAZ" if self.task_combo.currentText() == "faz" else "LargeVessel"
-            gt = ds.read_ground_truth(path, case, gt_name)
+            gt = ds.read_ground_truth(path, case, "FAZ" if self.params.task is OctaTask.FAZ else "LargeVessel")
             self._replace(gt.astype(np.uint8), {"name": GT_NAME}, "labels")
             self.layer_names = [f"{case} fused"]
-            self.ref_spin.setValue(0)
+            self.params.set("reference_layer", 0)
         self.case_kind = kind
         self._refresh_layers(prefer=True)
 
     def prompts_layer(self):
-        """The manual-prompt Points layer (created on first use)."""
+        """The manual-prompt Points layer (created on first use), made active in add mode."""
         if PROMPTS_NAME not in self.viewer.layers:
-            ndim = self.viewer.layers[IMAGE_NAME].ndim if IMAGE_NAME in self.viewer.layers else 3
-            layer = self.viewer.add_points(
-                np.zeros((0, ndim)), name=PROMPTS_NAME, size=6,
-                features={"object": np.zeros(0, int), "positive": np.zeros(0, bool)},
-            )
-            self._update_point_defaults(layer=layer)
-        return self.viewer.layers[PROMPTS_NAME]
+            if IMAGE_NAME in self.viewer.layers:
+                image = self.viewer.layers[IMAGE_NAME]
+            else:
+                name = self.layers_panel.image_combo.currentText()
+                if name not in self.viewer.layers:
+                    raise ValueError("load a case or choose an image layer first")
+                image = self.viewer.layers[name]
+            layer = make_points_layer(self.viewer, image, PROMPTS_NAME)
+            self.connections.add_mouse_callback(layer, layer, install_polarity_callback(
+                layer, self.manual_panel.negative_check.isChecked, self.manual_panel.object_spin.value,
+                install=False))
+            self.connections.connect(layer, layer.events.data, lambda _: recolor_points(
+                layer, lambda o: object_color(self._result_labels(), o)))
+        layer = self.viewer.layers[PROMPTS_NAME]
+        self._update_point_defaults(layer=layer)
+        self.viewer.layers.selection.active = layer
+        layer.mode = "add"
+        return layer
+
+    def _result_labels(self):
+        return _find(self.viewer, f"OCTA {self.params.task.value.upper()}")
 
     def _update_point_defaults(self, *_: Any, layer=None) -> None:
-        layer = layer or (self.viewer.layers[PROMPTS_NAME] if PROMPTS_NAME in self.viewer.layers else None)
+        layer = layer or _find(self.viewer, PROMPTS_NAME)
         if layer is not None:
-            layer.feature_defaults = {"object": self.object_spin.value(),
-                                      "positive": not self.negative_check.isChecked()}
+            layer.feature_defaults = {"obj_id": self.manual_panel.object_spin.value(),
+                                      "positive": not self.manual_panel.negative_check.isChecked()}
 
     def _clicks(self, n_layers: int) -> list[tuple]:
         if PROMPTS_NAME not in self.viewer.layers or not len(self.viewer.layers[PROMPTS_NAME].data):
-            raise ValueError("add points to the 'OCTA prompts' layer first")
+            raise ValueError("add points to the 'OCTA prompts' layer first (Click prompts)")
         layer = self.viewer.layers[PROMPTS_NAME]
         data = np.asarray(layer.data)
-        rows = data if data.shape[1] == 3 else np.column_stack([np.zeros(len(data)), data])
+        rows = data[:, -3:] if data.shape[1] >= 3 else np.column_stack([np.zeros(len(data)), data])
         feats = layer.features
         return [(int(o), int(round(r[0])), float(r[1]), float(r[2]), int(bool(p)))
-                for r, o, p in zip(rows, feats["object"], feats["positive"])]
+                for r, o, p in zip(rows, feats["obj_id"], feats["positive"])]
 
     # -- running --------------------------------------------------------------------
-    def set_model(self, model, description: str = "") -> None:
-        """Use ``model`` for the next runs (also connected to the model panel)."""
-        self.model = model
-
     def _job_args(self) -> tuple:
         if self.model is None:
             raise ValueError("load a model first")
-        if self.image_combo.currentText() not in self.viewer.layers:
+        image_name = self.layers_panel.image_combo.currentText()
+        if image_name not in self.viewer.layers:
             raise ValueError("load a case or choose an image layer")
-        images = np.asarray(self.viewer.layers[self.image_combo.currentText()].data)
-        if images.ndim == 2:
-            images = images[None]
+        images = np.asarray(self.viewer.layers[image_name].data)
+        images = images[None] if images.ndim == 2 else images
         if images.ndim != 3:
             raise ValueError(f"the image layer must be (L, H, W), got shape {images.shape}")
-        projection = self.case_kind == KINDS[1]
-        mode, ref_layer = self.mode_combo.currentText(), self.ref_spin.value()
-        if not 0 <= ref_layer < len(images):
-            raise ValueError(f"reference layer {ref_layer} outside 0..{len(images) - 1}")
+        projection = self.case_kind is CaseKind.PROJECTIONS
+        mode, ref_layer = self.params.mode, int(self.params.value("reference_layer"))
         reference, clicks = None, None
-        if mode == MODES[1]:
+        if mode is PromptMode.AUTOMATIC and not 0 <= ref_layer < len(images):
+            raise ValueError(f"reference layer {ref_layer} is outside 0..{len(images) - 1}")
+        if mode is PromptMode.MANUAL:
             clicks = self._clicks(len(images))
         else:
-            name = self.reference_combo.currentText()
+            name = self.layers_panel.reference_combo.currentText()
             if name not in self.viewer.layers:
                 raise ValueError("choose a reference Labels layer for automatic prompts")
             ref = np.asarray(self.viewer.layers[name].data)
             reference = ref[ref_layer] if ref.ndim == 3 else ref
         gt = None
-        if self.gt_combo.currentText() not in ("", NONE):
-            gt = np.asarray(self.viewer.layers[self.gt_combo.currentText()].data) > 0
+        if (gt_name := self.layers_panel.ground_truth()) is not None:
+            gt = np.asarray(self.viewer.layers[gt_name].data) > 0
             gt = gt[None] if gt.ndim == 2 else gt
             if projection:  # one 2D ground truth for the three projections
-                gt = gt[:1] if mode == MODES[0] else np.repeat(gt[:1], len(images), axis=0)
-        config = OctaConfig(task=self.task_combo.currentText(), prompts=PromptConfig(
-            n_pos=self.pos_spin.value(), n_neg=self.neg_spin.value(), seed=self.seed_spin.value()))
+                gt = gt[:1] if mode is PromptMode.AUTOMATIC else np.repeat(gt[:1], len(images), axis=0)
+        config = OctaConfig(task=self.params.task.value, prompts=PromptConfig(
+            n_pos=self.params.value("positives"), n_neg=self.params.value("negatives"),
+            seed=self.params.value("seed")))
         names = self.layer_names if gt is not None and len(self.layer_names) == len(gt) else None
         return (self.model, images, mode, projection, reference, ref_layer, clicks, config, gt,
                 names or [str(i) for i in range(0 if gt is None else len(gt))])
 
     def run(self) -> None:
-        """Start the OCTA worker (no-op while one runs)."""
-        if self.worker is not None:
+        """Start the OCTA job (no-op while one runs)."""
+        if self.runner.busy or self._closed:
             return
         try:
             args = self._job_args()
         except (ValueError, FileNotFoundError, KeyError) as exc:
             show_error(f"OCTA: {exc}")
             return
-        self._start_job(
-            _octa_job, *args, on_returned=self._on_returned,
-            on_error=lambda exc: show_error(f"OCTA: {exc}"), on_aborted=lambda: show_info("OCTA: cancelled"),
-        )
+        self._job_image = self.viewer.layers[self.layers_panel.image_combo.currentText()]
+        self.runner.start(_octa_job, *args, on_end=self._on_end)
 
-    def _on_returned(self, value: tuple) -> None:
-        layers, rows = value
-        for data, meta, layer_type in layers:
-            self._replace(data, meta, layer_type)
-        self.last_rows = rows
-        self.show_metrics(rows or [])
+    def cancel(self) -> None:
+        """Stop after the layer in flight; no layer is added."""
+        self.runner.cancel()
+
+    def _on_end(self, end: JobEnd) -> None:
+        self.last_end, self._job_image = end, None
+        if end.outcome is Outcome.DONE:
+            layers, rows = end.value
+            for data, meta, layer_type in layers:
+                self._replace(data, meta, layer_type)
+            self.last_rows = rows
+            self.show_metrics(rows or [])
+        elif end.outcome is Outcome.CANCELLED:
+            show_info(f"OCTA: {end.reason} after {end.done or 0} of {end.total or '?'} layers; no layer was added")
+        else:
+            show_error(f"OCTA: {end.describe_error()}")
 
     def show_metrics(self, rows: list[dict]) -> None:
-        """Fill the metrics table (one row per layer plus 'overall')."""
+        """Fill the metrics table (one row per layer plus 'overall'), as tall as its rows."""
         self.table.setRowCount(len(rows))
         for i, row in enumerate(rows):
             self.table.setItem(i, 0, QTableWidgetItem(str(row["layer"])))
             for j, key in enumerate(METRIC_NAMES, start=1):
                 self.table.setItem(i, j, QTableWidgetItem(f"{row[key]:.4f}"))
+        self._fit_table()
 
-    # -- file dialogs -----------------------------------------------------------------
-    def _browse(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "OCTA case folder")
-        if path:
-            self.path_edit.setText(path)
+    def _fit_table(self) -> None:
+        rows = max(self.table.rowCount(), 1)
+        height = self.table.horizontalHeader().sizeHint().height() + rows * self.table.verticalHeader().defaultSectionSize()
+        self.table.setFixedHeight(height + 2 * self.table.frameWidth() + 2)
 
     def _load_clicked(self) -> None:
         try:
-            self.load_case(self.path_edit.text().strip(), self.kind_combo.currentText(),
-                           self.case_edit.text().strip() or None)
+            self.load_case(self.case_panel.path_edit.text().strip(), self.case_panel.kind(),
+                           self.case_panel.case_edit.text().strip() or None)
         except (ValueError, FileNotFoundError) as exc:
             show_error(f"OCTA: {exc}")
+
+    def teardown(self) -> None:
+        """Cancel the job and disconnect from the viewer (the dock was closed)."""
+        self._closed = True
+        self.runner.cancel("the dock was closed")
+        self.model_panel.cancel()
+        self.connections.release_all()
+        self.context.models.release(self)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Any
 
 from qtpy.QtWidgets import (
@@ -20,7 +21,21 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-DIRECTIONS = (("both ways", "both"), ("up (increasing index)", "forward"), ("down (decreasing index)", "backward"))
+from ..io.axes import Axis
+from .shortcuts import Shortcut
+
+
+class Direction(Enum):
+    """Propagation direction: ``value`` is the engine's name, ``label`` the text shown."""
+
+    BOTH = "both"
+    FORWARD = "forward"
+    BACKWARD = "backward"
+
+    @property
+    def label(self) -> str:
+        return {"both": "both ways", "forward": "up (increasing index)",
+                "backward": "down (decreasing index)"}[self.value]
 
 
 class ImagePanel(QGroupBox):
@@ -91,8 +106,18 @@ class PromptPanel(QGroupBox):
         self.mask_button.setToolTip("The current object's pixels on the current slice become its prompt")
         self.segment_button = QPushButton("Segment slice")
         self.clear_button = QPushButton("Clear object's prompts")
-        self.undo_button = QPushButton("Undo (Ctrl+Z)")
-        self.redo_button = QPushButton("Redo (Ctrl+Shift+Z)")
+        self.clear_button.setToolTip("Delete every prompt of the current object (its labels stay)")
+        self.clear_slice_button = QPushButton("Clear on this slice")
+        self.commit_button = QPushButton("Commit object")
+        self.undo_button = QPushButton("Undo")
+        self.redo_button = QPushButton("Redo")
+        for widget, shortcut in ((self.new_object_button, Shortcut.NEW_OBJECT),
+                                 (self.segment_button, Shortcut.SEGMENT),
+                                 (self.clear_slice_button, Shortcut.CLEAR_SLICE),
+                                 (self.commit_button, Shortcut.COMMIT), (self.undo_button, Shortcut.UNDO),
+                                 (self.redo_button, Shortcut.REDO), (self.positive_button, Shortcut.TOGGLE),
+                                 (self.negative_button, Shortcut.TOGGLE)):
+            widget.setToolTip(shortcut.tooltip())
 
         row = QHBoxLayout()
         row.addWidget(QLabel("Object"))
@@ -106,9 +131,11 @@ class PromptPanel(QGroupBox):
         grid.addWidget(self.box_button, 0, 1)
         grid.addWidget(self.segment_button, 1, 0)
         grid.addWidget(self.clear_button, 1, 1)
-        grid.addWidget(self.mask_button, 2, 0, 1, 2)
-        grid.addWidget(self.undo_button, 3, 0)
-        grid.addWidget(self.redo_button, 3, 1)
+        grid.addWidget(self.clear_slice_button, 2, 0)
+        grid.addWidget(self.commit_button, 2, 1)
+        grid.addWidget(self.mask_button, 3, 0, 1, 2)
+        grid.addWidget(self.undo_button, 4, 0)
+        grid.addWidget(self.redo_button, 4, 1)
         layout = QVBoxLayout(self)
         layout.addLayout(row)
         layout.addLayout(polarity)
@@ -130,16 +157,32 @@ class PropagatePanel(QGroupBox):
     def __init__(self) -> None:
         super().__init__("Propagate")
         self.direction_combo = QComboBox()
-        for text, value in DIRECTIONS:
-            self.direction_combo.addItem(text, value)
+        for direction in Direction:
+            self.direction_combo.addItem(direction.label, direction)
+        self.memory_combo = QComboBox()  # engine.memory.MemoryKind values (issue 12)
+        self.memory_combo.addItem("SAM2", "sam2")
+        self.memory_combo.addItem("SLM-SAM2 (short-long)", "slm")
+        self.memory_combo.setToolTip(
+            "SAM2: SAM2's own memory (prompted slices, the last 6 slices). The default; use it with SAM2 / "
+            "MedSAM2 weights.\nSLM-SAM2: adds a short-term memory of the previous slice, fused with SAM2's. "
+            "Made for one annotated slice propagated through a volume; use it with weights trained for it "
+            "(sam2med train --memory slm). With other weights it predicts like SAM2, ~1.5x slower.")
+        self.view_axis_combo = QComboBox()  # io.axes.Axis (issue 16); shown for 3D grayscale volumes only
+        for axis in Axis:
+            self.view_axis_combo.addItem(axis.value.capitalize(), axis)
+        self.view_axis_combo.setToolTip(
+            "Slice direction to segment and propagate along (3D grayscale volumes). Axial is the default; "
+            "many structures are easier to propagate along another axis.\nChanging it shows those slices; "
+            "it is refused while the image has prompts (clear them first).")
         self.all_slices = QCheckBox("all slices")
         self.all_slices.setChecked(True)
         self.first_spin = QSpinBox()
         self.last_spin = QSpinBox()
         self.current_only = QCheckBox("only the current object")
         self.run_button = QPushButton("Propagate")
+        self.run_button.setToolTip(Shortcut.PROPAGATE.tooltip())
         self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
+        self.cancel_button.setToolTip("Stop after the slice in flight; the slices written so far are kept")
         self.progress = QProgressBar()
         self.progress.setValue(0)
 
@@ -154,6 +197,9 @@ class PropagatePanel(QGroupBox):
         buttons.addWidget(self.cancel_button)
         form = QFormLayout()
         form.addRow("Direction", self.direction_combo)
+        form.addRow("Memory", self.memory_combo)
+        form.addRow("Axis", self.view_axis_combo)
+        self._form = form
         form.addRow("Slices", span)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
@@ -181,13 +227,25 @@ class PropagatePanel(QGroupBox):
         return min(lo, n - 1), min(hi, n - 1) + 1
 
     def direction(self) -> str:
-        return str(self.direction_combo.currentData())
+        """The engine's name of the chosen :class:`Direction`."""
+        return self.direction_combo.currentData().value
 
-    def set_running(self, running: bool) -> None:
-        self.run_button.setEnabled(not running)
-        self.cancel_button.setEnabled(running)
-        if running:
-            self.progress.setRange(0, 0)
-        else:
-            self.progress.setRange(0, 1)
-            self.progress.setValue(1)
+    def show_view_axis(self, axis: Any) -> None:
+        """Show the axis selector set to ``axis`` (an ``Axis``), or hide it (``None``: not a 3D gray volume)."""
+        combo = self.view_axis_combo
+        combo.blockSignals(True)
+        if axis is not None:
+            combo.setCurrentIndex(combo.findData(axis))
+        combo.blockSignals(False)
+        if hasattr(self._form, "setRowVisible"):  # Qt >= 6.4 hides the label too
+            self._form.setRowVisible(combo, axis is not None)
+        combo.setVisible(axis is not None)
+        combo.setEnabled(axis is not None)
+
+    def view_axis(self) -> Any:
+        """The chosen :class:`~napari_sam2med.io.axes.Axis`."""
+        return self.view_axis_combo.currentData()
+
+    def memory(self) -> str:
+        """The chosen memory: ``"sam2"`` or ``"slm"`` (``engine.memory.MemoryKind``)."""
+        return self.memory_combo.currentData()

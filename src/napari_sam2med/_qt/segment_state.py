@@ -1,6 +1,8 @@
-"""State of the segmentation widget, and syncing layer prompts into the engine session.
+"""Per-image annotation state of the segment dock, and syncing layer prompts into the engine session.
 
-No Qt here: the widget owns one :class:`SegmentationState` (no global singletons).
+No Qt here. The dock keeps one :class:`ImageAnnotation` per image layer in the
+viewer's context (see :mod:`.viewer_context`), so switching images and closing
+and reopening the dock lose nothing.
 """
 
 from __future__ import annotations
@@ -10,23 +12,30 @@ from typing import Any
 
 import numpy as np
 
+from ..io.axes import Axis
 from .label_edits import EXTERNAL, EditGroup, EditHistory, apply_group, merge_object_masks
 from .prompt_layers import SlicePrompts
 from .stack_geometry import StackGeometry
 
 
 @dataclass
-class SegmentationState:
-    """Everything one widget works on.
+class ObjectInfo:
+    """What the user named an object, and whether it is shown."""
+
+    name: str = ""
+    hidden: bool = False
+
+
+@dataclass(eq=False)  # identity: one annotation per image, usable as a dict key
+class ImageAnnotation:
+    """Everything the segment dock keeps for one image layer (one per image, restored on switch).
 
     Attributes
     ----------
-    model : SAM2Model or None
-        The loaded network.
-    model_text : str
-        Human description of the model (shown in the UI).
     image_layer, labels_layer, points_layer, shapes_layer : napari layers or None
-        The layers in use.
+        The image and the layers the dock made for it.
+    committed_layer : napari Labels layer or None
+        Accepted objects (see the Commit button); later work never writes there.
     geometry : StackGeometry or None
         Stack axis and fixed positions of the session's image plane.
     session : engine.Session or None
@@ -37,25 +46,56 @@ class SegmentationState:
         ``(obj_id, slice_idx) -> bool (Y, X)`` masks taken from the Labels layer.
     synced : dict
         ``(obj_id, slice_idx) -> prompt signature`` last sent to the session.
+    shown : dict or None
+        ``(obj_id, slice_idx) -> prompt signature`` the labels show. A new session (new
+        model, reopened dock, loaded project) re-segments only prompts that differ from it;
+        None: take the current prompts as shown (after loading a project).
+    project_folder : Path or None
+        Where the annotation is saved (and autosaved).
     history : EditHistory
         Undo/redo of our writes into ``labels_layer`` (and markers for napari paint strokes).
+    objects : dict
+        ``obj_id -> ObjectInfo`` (names, visibility) of the object list.
+    propagated : dict
+        ``obj_id -> set of slices`` written by propagation (for the object list).
+    label_ids : set or None
+        Ids present in ``labels_layer``, kept up to date by the dock's writes so the object
+        list never scans a large volume per click; None: scan once when next needed.
+    view_axis : Axis
+        Slice direction of a 3D grayscale volume (axial by default; see :mod:`.segment_axis`).
     """
 
-    model: Any = None
-    model_text: str = ""
     image_layer: Any = None
     labels_layer: Any = None
     points_layer: Any = None
     shapes_layer: Any = None
+    committed_layer: Any = None
     geometry: StackGeometry | None = None
     session: Any = None
     session_key: tuple | None = None
     mask_prompts: dict = field(default_factory=dict)
     synced: dict = field(default_factory=dict)
+    shown: dict | None = field(default_factory=dict)
+    project_folder: Any = None
     history: EditHistory = field(default_factory=EditHistory)
+    objects: dict = field(default_factory=dict)
+    propagated: dict = field(default_factory=dict)
+    label_ids: set | None = None
+    view_axis: Axis = Axis.AXIAL
+
+    def note_ids(self, masks: dict) -> None:
+        """Record the ids of ``masks`` that have pixels (after a write into the labels layer)."""
+        if self.label_ids is not None:
+            self.label_ids |= {int(o) for o, m in masks.items() if np.any(m)}
 
     def reset_session(self) -> None:
         self.session, self.session_key, self.synced = None, None, {}
+
+    @property
+    def layers(self) -> tuple:
+        """The dock's own layers of this image (those that exist)."""
+        return tuple(layer for layer in (self.labels_layer, self.points_layer, self.shapes_layer,
+                                         self.committed_layer) if layer is not None)
 
 
 def desired_prompts(layer_prompts: dict[tuple[int, int], SlicePrompts],
@@ -117,7 +157,7 @@ def write_masks(labels_layer: Any, geometry: StackGeometry, slice_idx: int,
     return True
 
 
-def undo_step(state: SegmentationState, undo: bool) -> str:
+def undo_step(state: ImageAnnotation, undo: bool) -> str:
     """Undo (or redo) the newest step of ``state.history``; return a message for the status line.
 
     Paint strokes live in napari's own Labels history (marked :data:`EXTERNAL`) and are

@@ -1,33 +1,41 @@
 """The main dock widget: click to segment a slice, then propagate through the stack.
 
-All model work runs in napari thread workers; results are written into the
-Labels layer on the main thread, one whole slice at a time, and every write
-is undoable (one undo step per click or per propagation run). The worker side
-(slice queue, propagation, cancel) lives in :mod:`.segment_jobs`.
+All model work runs in the shared job runner (:mod:`._worker`); results are
+written into the image's Labels layer on the main thread, one whole slice at a
+time, and every write is undoable. The dock keeps one annotation state per image
+layer (:class:`~.segment_state.ImageAnnotation`, held by the viewer's
+:class:`~.viewer_context.ViewerContext`), so switching images, or closing and
+reopening the dock, loses no work. Closing the dock cancels its jobs and
+disconnects everything it hooked into the viewer (:mod:`.connections`).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-import numpy as np
-from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QLabel, QScrollArea, QVBoxLayout, QWidget
 
-from .label_edits import EXTERNAL, EditGroup
+from ._worker import JobRunner
+from .connections import Connections, DockLifecycle
+from .label_edits import EXTERNAL
 from .model_panel import ModelPanel
-from .prompt_layers import (
-    collect_prompts, install_polarity_callback, make_points_layer, make_shapes_layer, recolor_points,
-    remove_prompts,
-)
-from .segment_jobs import SegmentJobsMixin
+from .object_list import ObjectListPanel
+from .project_panel import ProjectActions, ProjectPanel
+from .prompt_layers import install_polarity_callback
+from .segment_axis import SegmentAxis
+from .segment_jobs import SegmentJobs
+from .segment_layers import ensure_layers, find_layer
 from .segment_panels import ImagePanel, PromptPanel, PropagatePanel
-from .segment_state import SegmentationState, desired_prompts, sync_session, undo_step
-from .stack_geometry import StackGeometry, stack_axis_choices
+from .segment_prompts import SegmentPrompts
+from .segment_state import ImageAnnotation
+from .shortcuts import Shortcut, ShortcutHelp
+from .stack_geometry import stack_axis_choices
+from .viewer_context import context_for, unwrap_viewer
 
-UNDO_KEYS = ("Control-Z", "Control-Shift-Z")
 
-
-class SegmentWidget(SegmentJobsMixin, QWidget):
+class SegmentWidget(DockLifecycle, SegmentJobs, SegmentPrompts, SegmentAxis, ProjectActions, QWidget):
     """SAM2 segment & propagate.
 
     Parameters
@@ -36,30 +44,73 @@ class SegmentWidget(SegmentJobsMixin, QWidget):
         The viewer (napari passes it by this name).
     """
 
+    #: Seconds after which a result message is replaced by a hint (it no longer describes the screen).
+    stale_after_s = 20.0
+
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.viewer = napari_viewer
-        self.state = SegmentationState()
-        self._segment_worker = None
-        self._propagation_worker = None
-        self._propagation_group: EditGroup | None = None
-        self._pending: dict[int, set[int]] = {}  # slice -> object ids whose prompts vanished there
+        self.viewer = unwrap_viewer(napari_viewer)
+        self.context = context_for(self.viewer)
+        self.connections = Connections()
+        self._blank = ImageAnnotation()
+        self._current: ImageAnnotation | None = None
+        self._adopted: set[int] = set()
+        self._pending: dict[ImageAnnotation, dict[int, set[int]]] = {}
+        self._propagation = None
+        self._segment_ann: ImageAnnotation | None = None
         self._syncing = False
+        self._closed = False
+        self._docked = False
+        self._create_on_switch = True
+        self._message_ann: ImageAnnotation | None = None
+        self._busy_since: float | None = None
+        self._seconds_per_slice: float | None = None
 
         self.image_panel = ImagePanel()
         self.model_panel = ModelPanel()
         self.prompt_panel = PromptPanel()
+        self.object_panel = ObjectListPanel()
         self.propagate_panel = PropagatePanel()
+        self.project_panel = ProjectPanel()
+        self.help_panel = ShortcutHelp()
         self.status = QLabel("Load a model and pick an image layer to start.")
         self.status.setWordWrap(True)
-        layout = QVBoxLayout(self)
-        for panel in (self.image_panel, self.model_panel, self.prompt_panel, self.propagate_panel):
-            layout.addWidget(panel)
-        layout.addWidget(self.status)
-        layout.addStretch(1)
+        self._stale_timer = QTimer(self)
+        self._stale_timer.setSingleShot(True)
+        self._stale_timer.timeout.connect(self._clear_stale_message)
+        self.segment_runner = JobRunner(parent=self)
+        p = self.propagate_panel
+        self.propagation_runner = JobRunner(p.progress, p.run_button, p.cancel_button, parent=self)
 
-        self.model_panel.model_loaded.connect(self.set_model)
+        inner = QWidget()
+        column = QVBoxLayout(inner)
+        for panel in (self.image_panel, self.model_panel, self.prompt_panel, self.object_panel,
+                      self.propagate_panel, self.project_panel, self.help_panel):
+            column.addWidget(panel)
+        column.addWidget(self.status)
+        column.addStretch(1)
+        scroll = QScrollArea()  # the dock stays usable in a short window
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(inner)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(scroll)
+
+        self._connect_panels()
+        self._connect_project()
+        models = self.context.models
+        models.acquire(self)
+        self.connections.connect(self.viewer, models.changed, self._on_shared_model)
+        self.model_panel.model_loaded.connect(models.set_model)
         self.model_panel.message.connect(self.show_error)
+        self.connections.connect(self.viewer, self.viewer.layers.events.inserted, self._on_layers_inserted)
+        self.connections.connect(self.viewer, self.viewer.layers.events.removed, self._on_layers_removed)
+        self._bind_keys(self.viewer, self.viewer)
+        if models.model is not None:
+            self._on_shared_model(models.model, models.description)
+        self._refresh_images()
+
+    def _connect_panels(self) -> None:
         self.image_panel.image_combo.currentIndexChanged.connect(self._on_image_changed)
         self.image_panel.axis_combo.currentIndexChanged.connect(self._on_axis_changed)
         p = self.prompt_panel
@@ -71,34 +122,86 @@ class SegmentWidget(SegmentJobsMixin, QWidget):
         p.mask_button.clicked.connect(self.use_label_as_mask)
         p.segment_button.clicked.connect(lambda: self.update_prompts(force_slice=True))
         p.clear_button.clicked.connect(self.clear_object_prompts)
+        p.clear_slice_button.clicked.connect(self.clear_slice_prompts)
+        p.commit_button.clicked.connect(self.commit_object)
         p.undo_button.clicked.connect(self.undo)
         p.redo_button.clicked.connect(self.redo)
+        o = self.object_panel
+        o.selected.connect(self.prompt_panel.object_spin.setValue)
+        o.renamed.connect(self.rename_object)
+        o.visibility_changed.connect(self.set_object_hidden)
+        o.delete_requested.connect(self.delete_object)
         self.propagate_panel.run_button.clicked.connect(self.propagate)
+        self.propagate_panel.view_axis_combo.currentIndexChanged.connect(self._on_view_axis_changed)
         self.propagate_panel.cancel_button.clicked.connect(self.cancel)
+        self.model_panel.size_combo.currentTextChanged.connect(lambda _: self.model_panel.update_speed_hint())
 
-        self.viewer.layers.events.inserted.connect(self._refresh_images)
-        self.viewer.layers.events.removed.connect(self._refresh_images)
-        self._bind_undo_keys(self.viewer)
-        self._refresh_images()
+    # -- state ----------------------------------------------------------------------
+    @property
+    def state(self) -> ImageAnnotation:
+        """The annotation of the current image (an empty one when there is none)."""
+        return self._current if self._current is not None else self._blank
+
+    @property
+    def model(self) -> Any:
+        """The model shared by the viewer's docks (None until one is loaded)."""
+        return self.context.models.model
 
     # -- messages -------------------------------------------------------------------
     def show_error(self, message: str) -> None:
         from napari.utils.notifications import show_error
 
+        self._stale_timer.stop()
+        self._busy_since = None
         self.status.setText(f"<span style='color:#ff6060'>\u26a0 {message}</span>")
         show_error(message)
 
-    def show_info(self, message: str) -> None:
+    def show_info(self, message: str, ann: ImageAnnotation | None = None, stale_after_s: float | None = None) -> None:
+        """Show ``message``; it belongs to ``ann`` (cleared when another image is shown) and,
+        with ``stale_after_s``, is replaced by a hint once it no longer describes the screen."""
+        self._message_ann = ann
+        self._busy_since = None
         self.status.setText(message)
+        if stale_after_s:
+            self._stale_timer.start(int(1000 * stale_after_s))
+        else:
+            self._stale_timer.stop()
+
+    def show_busy(self, what: str, ann: ImageAnnotation, per_slice: bool = False, n: int = 1) -> None:
+        """Say what runs, with the expected time from the slices measured so far."""
+        device = str(getattr(self.model, "device", "cpu"))
+        if self._seconds_per_slice is None:
+            eta = f"the first slice also computes the image embedding; on {device} that takes a few seconds"
+        else:
+            eta = f"about {self._seconds_per_slice * max(n, 1):.1f} s on {device}"
+        self.show_info(f"\u23f3 {what}... ({eta})", ann)
+        self._busy_since = time.perf_counter()
+        self._busy_slices = max(n, 1)
+
+    def note_job_time(self) -> None:
+        """Update the per-slice time estimate from the job that just ended."""
+        if self._busy_since is not None:
+            took = (time.perf_counter() - self._busy_since) / self._busy_slices
+            old = self._seconds_per_slice
+            self._seconds_per_slice = took if old is None else 0.5 * (old + took)
+
+    def _clear_stale_message(self) -> None:
+        self.status.setText("Click on the image to add a prompt; Shift+P propagates.")
 
     # -- model ----------------------------------------------------------------------
     def set_model(self, model: Any, description: str = "") -> None:
-        """Use ``model`` from now on (a new model starts a new session)."""
-        self.state.model, self.state.model_text = model, description
-        self.state.reset_session()
-        self.show_info(f"Model ready: {description}. Click on the image to segment.")
+        """Use ``model`` in every dock of this viewer (a new model starts new sessions)."""
+        self.context.models.set_model(model, description)
 
-    # -- image / axes ---------------------------------------------------------------
+    def _on_shared_model(self, model: Any, description: str) -> None:
+        # (the viewer context has already ended every session built on the old model)
+        self.model_panel.show_shared(model, description)
+        if model is None:
+            self.show_info("The model was freed: load one to continue.")
+        else:
+            self.show_info(f"Model ready: {description}. Click on the image to segment.")
+
+    # -- images and their annotations -----------------------------------------------
     def _image_layers(self) -> list:
         from napari.layers import Image
 
@@ -107,17 +210,56 @@ class SegmentWidget(SegmentJobsMixin, QWidget):
     def _refresh_images(self, *_: Any) -> None:
         self.image_panel.set_images(self._image_layers())
 
+    def _on_layers_inserted(self, event: Any) -> None:
+        self._refresh_images()
+
+    def _on_layers_removed(self, event: Any) -> None:
+        layer = event.value
+        annotations = self.context.annotations
+        for uid, ann in list(annotations.items()):
+            if layer is ann.image_layer:
+                self.stop_jobs_of(ann, f"its image layer '{layer.name}' was deleted")
+                self._forget(ann)
+                if ann is self._current:
+                    self._current = None
+                del annotations[uid]
+            elif layer in ann.layers:
+                self.stop_jobs_of(ann, f"its layer '{layer.name}' was deleted")
+                for attr in ("labels_layer", "points_layer", "shapes_layer", "committed_layer"):
+                    if getattr(ann, attr) is layer:
+                        setattr(ann, attr, None)
+                self._forget(ann)
+        self._create_on_switch = False  # a deletion never makes layers for another image
+        try:
+            self._refresh_images()
+        finally:
+            self._create_on_switch = True
+
+    def _forget(self, ann: ImageAnnotation) -> None:
+        """Disconnect the dock from an annotation's layers (they are made or found again when needed)."""
+        self.connections.release(ann)
+        self._adopted.discard(id(ann))
+
+    def _annotation_for(self, image: Any) -> ImageAnnotation:
+        annotations = self.context.annotations
+        uid = str(image.unique_id)
+        if uid not in annotations:
+            annotations[uid] = ImageAnnotation(image_layer=image)
+        return annotations[uid]
+
     def _on_image_changed(self, *_: Any) -> None:
         layer = self.image_panel.current_image()
-        self.state.reset_session()
         if layer is None:
+            self._current = None
             self.image_panel.set_axes([], [])
+            self.propagate_panel.show_view_axis(None)
             return
         try:
             choices = stack_axis_choices(layer.data.shape, layer.rgb)
         except ValueError as err:
             self.image_panel.set_axes([], [])
-            self.state.image_layer = None
+            self._current = None
+            self.propagate_panel.show_view_axis(None)
             self.show_error(str(err))
             return
         labels = [str(x) for x in getattr(layer, "axis_labels", ())]
@@ -126,206 +268,68 @@ class SegmentWidget(SegmentJobsMixin, QWidget):
         self.image_panel.set_axes(
             choices, [f"{name} ({layer.data.shape[a]} slices)".strip() for a, name in zip(choices, names)])
         self.propagate_panel.set_slice_count(layer.data.shape[self.image_panel.stack_axis()])
-        if layer is not self.state.image_layer:
-            self.state.image_layer = layer
-            self._make_layers(layer)
+        ann = self._annotation_for(layer)
+        previous, self._current = self._current, ann
+        self._show_view_axis()
+        if self._create_on_switch or ann.labels_layer is not None or find_layer(self.viewer, layer, "labels"):
+            self._ensure_layers(ann)
+        if previous is not ann and self._message_ann is not ann:
+            self.show_info(f"Working on '{layer.name}'.")
+        self.objects_changed()
+
+    def _ensure_layers(self, ann: ImageAnnotation) -> None:
+        """Make sure ``ann`` has its layers and that this dock listens to them."""
+        if ensure_layers(self.viewer, ann):
+            ann.reset_session()
+        if id(ann) in self._adopted:
+            return
+        self._adopted.add(id(ann))
+        c = self.connections
+        c.connect(ann, ann.labels_layer.events.selected_label, lambda *_: self._on_selected_label(ann))
+        c.connect(ann, ann.labels_layer.events.paint, lambda _: self._on_paint(ann))
+        on_press = install_polarity_callback(ann.points_layer, self.prompt_panel.negative_button.isChecked,
+                                             self.prompt_panel.object_spin.value, install=False)
+        c.add_mouse_callback(ann, ann.points_layer, on_press)
+        for layer in (ann.points_layer, ann.shapes_layer):
+            c.connect(ann, layer.events.data, lambda event: self._on_prompt_layer_data(event, ann))
+        for layer in (ann.labels_layer, ann.points_layer, ann.shapes_layer):
+            self._bind_keys(ann, layer)
+        ann.labels_layer.selected_label = self.prompt_panel.object_spin.value()
+
+    def _on_paint(self, ann: ImageAnnotation) -> None:
+        ann.history.push(EXTERNAL)
+        ann.label_ids = None  # a stroke may add or erase any id: rescan when the list is next shown
+
+    def _bind_keys(self, owner: Any, target: Any) -> None:
+        actions = {
+            Shortcut.SEGMENT: lambda: self.update_prompts(force_slice=True),
+            Shortcut.PROPAGATE: self.propagate,
+            Shortcut.NEW_OBJECT: self.new_object,
+            Shortcut.TOGGLE: self.toggle_polarity,
+            Shortcut.CLEAR_SLICE: self.clear_slice_prompts,
+            Shortcut.COMMIT: self.commit_object,
+            Shortcut.UNDO: self.undo,
+            Shortcut.REDO: self.redo,
+        }
+        for shortcut, action in actions.items():
+            self.connections.bind_key(owner, target, shortcut.key, lambda *_, a=action: a())
 
     def _on_axis_changed(self, *_: Any) -> None:
         self.state.reset_session()
         if self.state.image_layer is not None:
             self.propagate_panel.set_slice_count(self.state.image_layer.data.shape[self.image_panel.stack_axis()])
 
-    def _make_layers(self, image: Any) -> None:
-        """Create this image's Labels, Points and Shapes layers (kept on the image's scale)."""
-        shape = tuple(image.data.shape[:-1] if image.rgb else image.data.shape)
-        viewer, state = self.viewer, self.state
-        current = self.viewer.layers.selection.active
-        state.labels_layer = viewer.add_labels(
-            np.zeros(shape, np.int32), name=f"{image.name} SAM2 labels",
-            scale=tuple(image.scale), translate=tuple(image.translate), opacity=0.5,
-        )
-        state.points_layer = make_points_layer(viewer, image, f"{image.name} SAM2 points")
-        state.shapes_layer = make_shapes_layer(viewer, image, f"{image.name} SAM2 boxes")
-        state.history.clear()
-        state.mask_prompts.clear()
-        state.labels_layer.selected_label = self.prompt_panel.object_spin.value()
-        state.labels_layer.events.selected_label.connect(self._on_selected_label)
-        state.labels_layer.events.paint.connect(lambda _: state.history.push(EXTERNAL))
-        install_polarity_callback(state.points_layer, self.prompt_panel.negative_button.isChecked,
-                                  self.prompt_panel.object_spin.value)
-        state.points_layer.events.data.connect(self._on_prompt_layer_data)
-        state.shapes_layer.events.data.connect(self._on_prompt_layer_data)
-        for layer in (state.labels_layer, state.points_layer, state.shapes_layer):
-            self._bind_undo_keys(layer)
-        if current is not None:
-            viewer.layers.selection.active = current
-
-    def _bind_undo_keys(self, target: Any) -> None:
-        target.bind_key(UNDO_KEYS[0], lambda *_: self.undo(), overwrite=True)
-        target.bind_key(UNDO_KEYS[1], lambda *_: self.redo(), overwrite=True)
-
-    def _current_geometry(self) -> StackGeometry:
-        image = self.state.image_layer
-        point = image.world_to_data(np.asarray(self.viewer.dims.point)[-image.ndim:])
-        return StackGeometry.from_layer(image.data.shape, image.rgb, self.image_panel.stack_axis(), point)
-
-    def current_slice(self) -> int:
-        """Index of the displayed slice along the stack axis."""
-        image = self.state.image_layer
-        point = image.world_to_data(np.asarray(self.viewer.dims.point)[-image.ndim:])
-        return self._current_geometry().slice_of(point)
-
-    def _ensure_session(self) -> bool:
-        """Check inputs and build the session if needed; show an error and return False if not possible."""
-        from ..engine import Session
-        from ..io import FrameStack
-
-        state = self.state
-        image = self.image_panel.current_image()
-        if image is None:
-            self.show_error("no image layer: open a 3D volume or a 2D+t movie first")
-            return False
-        try:
-            stack_axis_choices(image.data.shape, image.rgb)
-            if image is not state.image_layer:
-                self._on_image_changed()
-            geometry = self._current_geometry()
-        except ValueError as err:
-            self.show_error(str(err))
-            return False
-        if state.model is None:
-            self.show_error("no model loaded: choose a model and press 'Load model'")
-            return False
-        if self.viewer.dims.ndisplay != 2:
-            self.show_error("switch the viewer to 2D to place prompts and segment")
-            return False
-        key = (id(image), geometry, id(state.model))
-        if state.session is None or state.session_key != key:
-            if self._propagation_worker is not None:
-                self.show_error("a propagation is running: wait for it or cancel it")
-                return False
-            window = None if image.rgb else tuple(float(c) for c in image.contrast_limits)
-            data = image.data[0] if image.multiscale else image.data
-            stack = FrameStack(geometry.frames(data), window=window, name=image.name)
-            state.session = Session(state.model, stack)
-            state.session_key, state.geometry, state.synced = key, geometry, {}
-        return True
-
-    # -- prompts --------------------------------------------------------------------
-    def _on_prompt_layer_data(self, event: Any) -> None:
-        action = str(getattr(event, "action", "changed"))
-        if action.endswith("ing"):  # ADDING / REMOVING / CHANGING: wait for the final event
+    # -- closing (see DockLifecycle) ------------------------------------------------
+    def teardown(self) -> None:
+        """Cancel the jobs and disconnect every viewer event, key binding and mouse callback."""
+        if self._closed:
             return
-        if self.state.points_layer is not None:
-            recolor_points(self.state.points_layer)
-        if not self._syncing:
-            self.update_prompts()
-
-    def update_prompts(self, force_slice: bool = False) -> None:
-        """Send the layers' prompts to the session and segment the slices whose prompts changed."""
-        if not self._ensure_session():
-            return
-        state = self.state
-        try:
-            prompts = collect_prompts(state.points_layer, state.shapes_layer, state.geometry)
-            changed = sync_session(state.session, desired_prompts(prompts, state.mask_prompts), state.synced)
-        except ValueError as err:
-            self.show_error(str(err))
-            return
-        for obj_id, slice_idx in changed:
-            removed = self._pending.setdefault(slice_idx, set())
-            if (obj_id, slice_idx) not in state.synced:
-                removed.add(obj_id)
-        if force_slice:
-            self._pending.setdefault(self.current_slice(), set())
-        self._run_next_segment()
-
-    def start_points(self) -> None:
-        if self.state.points_layer is None:
-            return self.show_error("no image layer: open a 3D volume or a 2D+t movie first")
-        self.viewer.layers.selection.active = self.state.points_layer
-        self.state.points_layer.mode = "add"
-
-    def start_box(self) -> None:
-        if self.state.shapes_layer is None:
-            return self.show_error("no image layer: open a 3D volume or a 2D+t movie first")
-        self.state.shapes_layer.feature_defaults = {"obj_id": self.prompt_panel.object_spin.value()}
-        self.viewer.layers.selection.active = self.state.shapes_layer
-        self.state.shapes_layer.mode = "add_rectangle"
-
-    def use_label_as_mask(self) -> None:
-        """Use the current object's pixels on the current slice of the Labels layer as its prompt."""
-        if not self._ensure_session():
-            return
-        state, obj = self.state, self.prompt_panel.object_spin.value()
-        slice_idx = self.current_slice()
-        mask = np.asarray(state.labels_layer.data[state.geometry.full_index(slice_idx)]) == obj
-        if not mask.any():
-            return self.show_error(f"object {obj} has no pixels on slice {slice_idx}: paint it first")
-        self._remove_layer_prompts(obj, slice_idx)
-        state.mask_prompts[(obj, slice_idx)] = mask
-        self.update_prompts()
-
-    def clear_object_prompts(self) -> None:
-        """Delete every prompt of the current object (its labels stay)."""
-        state, obj = self.state, self.prompt_panel.object_spin.value()
-        self._remove_layer_prompts(obj, None)
-        for key in [k for k in state.mask_prompts if k[0] == obj]:
-            del state.mask_prompts[key]
-        if state.session is not None:
-            state.session.clear_prompts(obj)
-            for key in [k for k in state.synced if k[0] == obj]:
-                del state.synced[key]
-        self.show_info(f"Prompts of object {obj} cleared (its labels are kept).")
-
-    def _remove_layer_prompts(self, obj: int, slice_idx: int | None) -> None:
-        self._syncing = True  # one sync afterwards, not one per removed point
-        try:
-            remove_prompts(self.state.points_layer, self.state.shapes_layer, self.state.geometry, obj, slice_idx)
-        finally:
-            self._syncing = False
-
-    # -- objects --------------------------------------------------------------------
-    def _on_object_changed(self, value: int) -> None:
-        state = self.state
-        if state.labels_layer is not None and state.labels_layer.selected_label != value:
-            state.labels_layer.selected_label = value
-        if state.shapes_layer is not None:
-            state.shapes_layer.feature_defaults = {"obj_id": value}
-        if state.points_layer is not None:
-            defaults = state.points_layer.feature_defaults
-            state.points_layer.feature_defaults = {"positive": bool(defaults["positive"][0]), "obj_id": value}
-
-    def _on_selected_label(self, *_: Any) -> None:
-        value = int(self.state.labels_layer.selected_label)
-        if value > 0 and value != self.prompt_panel.object_spin.value():
-            self.prompt_panel.object_spin.setValue(value)
-
-    def new_object(self) -> int:
-        """Select a fresh object id (one above every id in the labels and prompts)."""
-        state = self.state
-        used = [o for o, _ in state.synced] + [o for o, _ in state.mask_prompts]
-        if state.labels_layer is not None:
-            used.append(int(np.max(state.labels_layer.data)))
-        for layer in (state.points_layer, state.shapes_layer):
-            if layer is not None and len(layer.data):
-                used.append(int(np.max(layer.features["obj_id"])))
-        new_id = max(used, default=0) + 1
-        self.prompt_panel.object_spin.setValue(new_id)
-        return new_id
-
-    # -- undo -----------------------------------------------------------------------
-    def undo(self) -> None:
-        """Undo the last click, propagation or paint stroke on the labels layer."""
-        self._undo_redo(undo=True)
-
-    def redo(self) -> None:
-        self._undo_redo(undo=False)
-
-    def _undo_redo(self, undo: bool) -> None:
-        state = self.state
-        if self._propagation_worker is not None:
-            return self.show_error("cannot undo while a propagation runs: cancel it first")
-        if state.labels_layer is None:
-            return
-        self.show_info(undo_step(state, undo))
+        self._closed = True
+        self._pending.clear()
+        self.propagation_runner.cancel("the dock was closed")
+        self.segment_runner.cancel("the dock was closed")
+        self.model_panel.cancel()
+        self._stop_autosave()
+        self.connections.release_all()
+        self._adopted.clear()
+        self.context.models.release(self)

@@ -52,19 +52,32 @@ class StackGeometry:
         Axis of ``shape`` that runs over slices/frames.
     fixed : tuple of (int, int)
         ``(axis, index)`` for every other leading axis.
+    axis_view : io.axes.AxisView or None
+        For a 3D grayscale volume resliced along another anatomical axis (coronal,
+        sagittal, ...): how view ``(slice, row, col)`` maps to the layer's ``(z, y, x)``.
+        ``None``: the last two axes are the image plane.
     """
 
     shape: tuple[int, ...]
     rgb: bool
     stack_axis: int
     fixed: tuple[tuple[int, int], ...] = ()
+    axis_view: Any = None
 
     @classmethod
     def from_layer(
-        cls, data_shape: Sequence[int], rgb: bool, stack_axis: int, point: Sequence[float] = ()
+        cls, data_shape: Sequence[int], rgb: bool, stack_axis: int, point: Sequence[float] = (),
+        axis_view: Any = None,
     ) -> "StackGeometry":
-        """Build from a layer's data shape and the viewer position in data coordinates."""
+        """Build from a layer's data shape and the viewer position in data coordinates.
+
+        A non-identity ``axis_view`` (3D grayscale only) replaces ``stack_axis`` by its voxel axis.
+        """
         choices = stack_axis_choices(data_shape, rgb)
+        if axis_view is not None and not axis_view.identity:
+            if rgb or len(data_shape) != 3:
+                raise ValueError("only 3D grayscale volumes can be propagated along another axis")
+            return cls(tuple(int(s) for s in data_shape), False, axis_view.voxel_axis, (), axis_view)
         if stack_axis not in choices:
             raise ValueError(f"stack axis must be one of {choices}, got {stack_axis}")
         shape = spatial_shape(data_shape, rgb)
@@ -81,6 +94,8 @@ class StackGeometry:
 
     @property
     def frame_shape(self) -> tuple[int, int]:
+        if self.axis_view is not None:
+            return self.shape[self.axis_view.order[1]], self.shape[self.axis_view.order[2]]
         return self.shape[-2], self.shape[-1]
 
     def full_index(self, slice_idx: int) -> tuple:
@@ -91,7 +106,14 @@ class StackGeometry:
         index[self.stack_axis] = int(slice_idx)
         for axis, value in self.fixed:
             index[axis] = value
-        return tuple(index[:-2])
+        return tuple(index) if self.axis_view is not None else tuple(index[:-2])
+
+    def in_plane(self, coords: Any) -> np.ndarray:
+        """``(row, col)`` on its slice of points ``(..., ndim)`` given in layer data coordinates."""
+        coords = np.asarray(coords, dtype=np.float64)
+        if self.axis_view is None:
+            return coords[..., -2:]
+        return self.axis_view.point_to_view(coords[..., -3:])[..., 1:]
 
     def slice_of(self, coords: Sequence[float]) -> int:
         """Slice index of a point given in layer data coordinates."""
@@ -103,6 +125,8 @@ class StackGeometry:
 
     def frames(self, data: Any) -> Any:
         """The layer data as an ``(N, Y, X)`` or ``(N, Y, X, C)`` array-like, read lazily."""
+        if self.axis_view is not None:
+            return self.axis_view.to_view(data)
         if not self.fixed and self.stack_axis == 0:
             return data
         from ..io.lazy import LazySlices

@@ -1,16 +1,36 @@
-"""Sessions, prompts, memory policies and propagation (headless)."""
+"""Sessions, prompts, memory policies and propagation (headless).
 
-from .memory import MemoryBank, MemoryEntry, MemoryPolicy, SAM2MemoryPolicy
-from .preprocess import FeatureCache, frame_to_tensor
-from .prompts import PromptSet, SlicePrompt
-from .propagation import (
-    DIRECTIONS, PropagationStep, exclusive_masks, merge_masks, propagate, run_to_end, write_slice,
-)
-from .session import Session, SliceResult
+Names are imported lazily (PEP 562), so ``from napari_sam2med.engine import run_to_end`` or
+``from napari_sam2med.engine.progress import run_to_end`` does not import torch; only the names
+that need the model (``Session``, ``propagate``, ...) do.
+"""
 
-__all__ = [
-    "MemoryBank", "MemoryEntry", "MemoryPolicy", "SAM2MemoryPolicy", "FeatureCache", "frame_to_tensor",
-    "PromptSet", "SlicePrompt", "DIRECTIONS", "PropagationStep", "propagate", "run_to_end", "write_slice",
-    "merge_masks", "exclusive_masks",
-    "Session", "SliceResult",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "MemoryBank": "memory", "MemoryEntry": "memory", "MemoryPolicy": "memory", "SAM2MemoryPolicy": "memory",
+    "SLMMemoryPolicy": "memory", "MemoryKind": "memory", "make_policy": "memory",
+    "FeatureCache": "preprocess", "frame_to_tensor": "preprocess",
+    "PromptSet": "prompts", "SlicePrompt": "prompts",
+    "DIRECTIONS": "propagation", "PropagationStep": "propagation", "propagate": "propagation",
+    "write_slice": "propagation", "merge_masks": "propagation", "exclusive_masks": "propagation",
+    "run_to_end": "progress",
+    "Session": "session", "SliceResult": "session",
+}
+
+__all__ = list(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

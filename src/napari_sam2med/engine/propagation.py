@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Callable, Generator, Iterable
+from typing import Generator, Iterable
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from ..sam2.device import autocast_context
 from ..sam2.model import MemoryContext
 from .memory import MemoryBank, MemoryEntry
+from .progress import run_to_end  # re-exported: the one generator driver lives in progress.py
 
 __all__ = ["PropagationStep", "propagate", "run_to_end", "merge_masks", "write_slice", "exclusive_masks", "DIRECTIONS"]
 
@@ -95,6 +96,14 @@ def _passes(direction: str, anchors: list[int], start: int, stop: int) -> list[t
     return passes
 
 
+def _layout(ctx: MemoryContext | None) -> tuple | None:
+    """What must be equal for contexts to share a batch (the short-term context included)."""
+    if ctx is None:
+        return None
+    return (tuple(t for t, _ in ctx.spatial), tuple(o for o, _ in ctx.pointers), ctx.ptr_tpos_max,
+            _layout(ctx.recent))
+
+
 def _merge_contexts(contexts: list[MemoryContext]) -> MemoryContext:
     """Stack memory contexts of the same layout along the batch dimension."""
     first = contexts[0]
@@ -102,7 +111,8 @@ def _merge_contexts(contexts: list[MemoryContext]) -> MemoryContext:
         return first
     spatial = [(t, torch.cat([c.spatial[k][1] for c in contexts], 0)) for k, (t, _) in enumerate(first.spatial)]
     pointers = [(o, torch.cat([c.pointers[k][1] for c in contexts], 0)) for k, (o, _) in enumerate(first.pointers)]
-    return MemoryContext(spatial=spatial, pointers=pointers, ptr_tpos_max=first.ptr_tpos_max)
+    recent = None if first.recent is None else _merge_contexts([c.recent for c in contexts])
+    return MemoryContext(spatial=spatial, pointers=pointers, ptr_tpos_max=first.ptr_tpos_max, recent=recent)
 
 
 def _track_frame(session, frame: int, banks: dict[int, MemoryBank], reverse: bool) -> dict[int, MemoryEntry]:
@@ -115,8 +125,7 @@ def _track_frame(session, frame: int, banks: dict[int, MemoryBank], reverse: boo
             results[oid] = bank.cond[frame]
             continue
         ctx = session.policy.select(frame, bank, reverse=reverse, num_frames=session.num_slices, config=cfg)
-        layout = (tuple(t for t, _ in ctx.spatial), tuple(o for o, _ in ctx.pointers), ctx.ptr_tpos_max)
-        groups[layout].append((oid, ctx))
+        groups[_layout(ctx)].append((oid, ctx))
     if groups:
         feats = session.features.get(frame)
         for members in groups.values():
@@ -216,17 +225,3 @@ def propagate(session, direction: str = "both", start: int | None = None, stop: 
         yield PropagationStep(slice_idx=z, masks=masks, done=len(yielded), total=total,
                               direction="backward" if reverse else "forward", logits=logits)
     return out
-
-
-def run_to_end(gen: Generator, on_step: Callable[[object], None] | None = None):
-    """Drive a progress generator to completion and return its result.
-
-    ``on_step(step)``, when given, is called with every yielded progress object.
-    """
-    while True:
-        try:
-            step = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if on_step is not None:
-            on_step(step)

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from ..io import FrameStack, open_stack
 from ..sam2.device import autocast_context
 from ..sam2.model import FrameFeatures, MemoryContext, PointInputs, SAM2Model
-from .memory import MemoryBank, MemoryEntry, MemoryPolicy, SAM2MemoryPolicy
+from .encoders import EngineKind, make_encoder
+from .memory import MemoryBank, MemoryEntry, MemoryKind, MemoryPolicy, make_policy
 from .preprocess import FeatureCache, frame_to_tensor
 from .prompts import PromptSet, SlicePrompt
 
@@ -64,27 +65,44 @@ class Session:
     cache_size : int
         Image embeddings kept (LRU); a second click on a cached slice costs only the decoder.
     memory_policy : MemoryPolicy, optional
-        Memory selection; :class:`SAM2MemoryPolicy` (SAM2's own) by default.
+        Memory selection; overrides ``memory`` when given.
+    memory : MemoryKind or {"sam2", "slm"}
+        ``"sam2"`` (default): SAM2's own memory. ``"slm"``: SLM-SAM2's short-long memory; a model
+        without the SLM modules gets them, initialised from its long memory (it then still
+        predicts like SAM2 until those modules are trained).
     encode_batch : int
         During propagation, slices ahead are encoded this many at a time (one batched
         forward is faster than several single ones); the cache holds at least this many.
+    engine : EngineKind or {"torch", "onnx", "auto"}
+        Image-encoder engine (:mod:`.encoders`): ``"torch"`` (default), ``"onnx"`` (ONNX Runtime
+        on the CPU, exported once and cached; falls back to PyTorch with one log line) or
+        ``"auto"`` (the faster of the two on this session's first encode). The encoder is built
+        on the first encode, so an export happens only when a slice is needed.
     """
 
     def __init__(self, model: SAM2Model, stack, *, cache_size: int = 8,
-                 memory_policy: MemoryPolicy | None = None, encode_batch: int = 4):
+                 memory_policy: MemoryPolicy | None = None, encode_batch: int = 4,
+                 memory: MemoryKind | str = MemoryKind.SAM2, engine: EngineKind | str = EngineKind.TORCH):
         if isinstance(stack, (str, Path)):
             stack = open_stack(stack)
         elif not isinstance(stack, FrameStack):
             stack = FrameStack(stack)
         if len(stack) < 1:
             raise ValueError("the stack has no slices")
+        self.memory = MemoryKind.parse(memory)
+        if self.memory is MemoryKind.SLM:
+            from ..sam2.slm import attach_slm
+
+            attach_slm(model)  # no-op when the model already has the SLM modules
         self.model = model
         self.stack = stack
-        self.policy: MemoryPolicy = memory_policy or SAM2MemoryPolicy()
+        self.policy: MemoryPolicy = memory_policy or make_policy(self.memory)
         self.prompts = PromptSet(len(stack), stack.frame_shape)
         if encode_batch < 1:
             raise ValueError("encode_batch must be at least 1")
         self.encode_batch = int(encode_batch)
+        self.engine = EngineKind.parse(engine)
+        self._encoder = None  # built by the first encode (see ``encoder``)
         self.features = FeatureCache(self._encode, capacity=max(cache_size, encode_batch + 1))
         self._cond: dict[tuple[int, int], _CondRecord] = {}
         self._tracked: dict[int, set[int]] = {}
@@ -106,6 +124,23 @@ class Session:
         tokens = (cfg.image_size // 4) ** 2
         per_slice = tokens * 6 * cfg.hiera.embed_dim * 4  # 3 x (2 x embed_dim) fp32 channels
         return max(1, min(self.encode_batch, (32 << 20) // per_slice))
+
+    def set_memory(self, memory: MemoryKind | str) -> None:
+        """Switch the memory of later propagations (``"sam2"`` or ``"slm"``, see the class doc).
+
+        Cached results of prompted slices are dropped, since a correction on a propagated slice
+        was predicted with the previous memory; they are recomputed on demand (decoder only).
+        """
+        kind = MemoryKind.parse(memory)
+        if kind is self.memory:
+            return
+        with self.lock:
+            if kind is MemoryKind.SLM:
+                from ..sam2.slm import attach_slm
+
+                attach_slm(self.model)
+            self.memory, self.policy = kind, make_policy(kind)
+            self._cond.clear()
 
     # ------------------------------------------------------------ prompts
     @property
@@ -141,11 +176,18 @@ class Session:
         self._tracked.pop(obj_id, None)
 
     # ------------------------------------------------------------ model calls
+    @property
+    def encoder(self):
+        """The image-encoder backend (``encoder.name`` says which engine runs); built on first use."""
+        with self.lock:
+            if self._encoder is None:
+                self._encoder = make_encoder(self.model, self.engine)
+            return self._encoder
+
     def _encode(self, idxs: list[int]) -> list[FrameFeatures]:
         s = self.model.image_size
         x = torch.cat([frame_to_tensor(self.stack.normalized(i), s, self.device) for i in idxs])
-        with torch.inference_mode(), autocast_context(self.device):
-            f = self.model.encode_image(x)
+        f = self.encoder(x)
         one = lambda t, k: t[k:k + 1]  # noqa: E731
         return [FrameFeatures(one(f.vision, k), one(f.vision_pos, k), (one(f.high_res[0], k), one(f.high_res[1], k)))
                 for k in range(len(idxs))]

@@ -18,17 +18,17 @@ from typing import Any
 
 import numpy as np
 
-from .._cli_utils import check_output_path
-from ..engine.propagation import run_to_end
+from .._cli_utils import add_device_arg, bad_input, check_output_path
+from ..engine.progress import run_to_end
 from .calibration import check_calibration
+from .limits import implausible_warning
 from .runner import estimate_flow, flow_output, validate_rois, video_shape
 from .types import FlowEstimator, load_rois_json
 
-__all__ = ["add_parser", "run", "make_estimator", "resolve_device", "METHODS"]
+__all__ = ["add_parser", "run", "make_estimator", "METHODS"]
 
 METHODS = ("sam2flow", "tvl1", "ilk")
 VIDEO_SUFFIXES = (".tif", ".tiff", ".zarr", ".npy")
-EXIT_BAD_INPUT = 2
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -56,26 +56,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--pixel-size", type=float, default=None, help="pixel size in µm")
     p.add_argument("--fps", type=float, default=None, help="frame rate in frames/s")
-    p.add_argument("--device", default="auto", help="torch device for sam2flow (auto, cpu, cuda)")
+    add_device_arg(p, "sam2flow model")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
     return p
 
 
-def resolve_device(device: str = "auto") -> str:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; other names pass through."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def has_default_weights() -> bool:
     """Whether the shipped SAM2Flow weights file exists."""
     try:
-        from .estimator import default_weights_path
+        from .estimators.sam2flow import default_weights_path
     except ImportError:
         return False
     return default_weights_path().is_file()
@@ -87,21 +78,22 @@ def make_estimator(method: str, weights: str | None = None, device: str = "auto"
     ``sam2flow`` loads ``weights`` (default: the shipped weights) on ``device``.
     """
     if method == "tvl1":
-        from .baselines import TVL1Estimator
+        from .estimators.classical import TVL1Estimator
 
         return TVL1Estimator()
     if method == "ilk":
-        from .baselines import ILKEstimator
+        from .estimators.classical import ILKEstimator
 
         return ILKEstimator()
     if method == "sam2flow":
-        from .estimator import SAM2FlowEstimator, default_weights_path, load_flow_model
+        from ..sam2.device import pick_device
+        from .estimators.sam2flow import SAM2FlowEstimator, default_weights_path, load_flow_model
 
         path = Path(weights) if weights is not None else default_weights_path()
         if not path.is_file():
             raise FileNotFoundError(f"SAM2Flow weights not found: {path} (pass --weights PATH)")
         try:
-            model = load_flow_model(path, device=resolve_device(device))
+            model = load_flow_model(path, device=pick_device(device))
         except (FileNotFoundError, ValueError):
             raise
         except Exception as exc:  # torch.load / state-dict mismatch: a bad weights file
@@ -130,8 +122,8 @@ def _open_video(path_str: str) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``sam2med flow``; returns the process exit code (0 ok, 2 bad input)."""
-    try:
+    """Run ``sam2med flow``; returns the exit status (bad input raises ``UserError``)."""
+    with bad_input(ValueError, FileNotFoundError):
         video = _open_video(args.video)
         rois = load_rois_json(args.points)
         out_path = check_output_path(args.out, args.overwrite)
@@ -140,28 +132,29 @@ def run(args: argparse.Namespace) -> int:
         validate_rois(rois, video_shape(video)[1:])
         method = args.method or ("sam2flow" if args.weights or has_default_weights() else "tvl1")
         estimator = make_estimator(method, args.weights, args.device)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"sam2med flow: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
 
     from tqdm import tqdm
 
     n_pairs = video_shape(video)[0] - 1
-    try:
+    # Every input was checked above, so a ValueError from here on is a bug (exit 1); only a
+    # failing disk (OSError: full, read-only) is reported as one line.
+    with bad_input(OSError):
         with flow_output(out_path, overwrite=args.overwrite) as group:
             gen = estimate_flow(
                 video, rois, estimator, out=group, pixel_size=args.pixel_size, fps=args.fps
             )
             with tqdm(total=n_pairs, unit="pair", disable=args.no_progress, file=sys.stderr) as bar:
                 result = run_to_end(gen, lambda _: bar.update(1))
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"sam2med flow: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
     speeds = result.mean_speed_um_s if result.mean_speed_um_s is not None else result.mean_speed_px
     unit = "µm/s" if result.mean_speed_um_s is not None else "px/frame"
+    warning = implausible_warning(result)
+    if warning:
+        print(f"sam2med flow: warning: {warning}; the means below leave those pairs out", file=sys.stderr)
+    plausible = np.ones(len(speeds), bool)
+    plausible[result.implausible_pairs] = False
     for k, roi_id in enumerate(result.roi_ids):
-        col = speeds[:, k][np.isfinite(speeds[:, k])]
-        text = f"{float(col.mean()):.3f} {unit}" if col.size else "n/a (empty ROI)"
+        col = speeds[plausible, k][np.isfinite(speeds[plausible, k])]
+        text = f"{float(col.mean()):.3f} {unit}" if col.size else "n/a (empty ROI or no measurable pair)"
         print(f"ROI {roi_id}: mean speed {text}")
     print(f"wrote {out_path}")
     return 0

@@ -1,4 +1,12 @@
-"""Flow accuracy metrics: end-point error and k-pixel accuracy inside a mask."""
+"""Flow accuracy metrics (the one place they are defined).
+
+* end-point error (EPE) and k-pixel accuracy inside a mask (:func:`flow_metrics`,
+  :class:`MetricAccumulator`);
+* two ROI overlap figures with different meanings, named for what they are:
+  :func:`roi_iou_per_vessel` (IoU of each prompted vessel's ROI with that vessel, averaged)
+  and :class:`UnionIoU` (IoU of the union of all predicted ROIs with the union of the
+  vessels, pooled over frames).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["endpoint_error", "flow_metrics", "FlowMetrics", "MetricAccumulator"]
+__all__ = ["endpoint_error", "flow_metrics", "FlowMetrics", "MetricAccumulator", "roi_iou_per_vessel", "UnionIoU"]
 
 DEFAULT_THRESHOLDS = (1.0, 3.0, 5.0)
 
@@ -48,6 +56,13 @@ class FlowMetrics:
     epe: float
     acc: dict[float, float]
     n_pixels: int
+
+    def as_dict(self) -> dict:
+        """``{"epe", "acc_1px", "acc_3px", "acc_5px", "n_pixels"}`` (JSON-ready)."""
+        out = {"epe": float(self.epe)}
+        out.update({f"acc_{k:g}px": float(v) for k, v in self.acc.items()})
+        out["n_pixels"] = int(self.n_pixels)
+        return out
 
 
 def flow_metrics(
@@ -104,3 +119,41 @@ class MetricAccumulator:
             return FlowMetrics(float("nan"), {k: float("nan") for k in self.thresholds}, 0)
         acc = {k: self._hits.get(k, 0) / self._n for k in self.thresholds}
         return FlowMetrics(self._sum / self._n, acc, self._n)
+
+
+def roi_iou_per_vessel(pred_ids: np.ndarray, gt_ids: np.ndarray) -> list[float]:
+    """IoU of predicted ROI ``k`` with ground-truth vessel ``k``, for each vessel id in ``gt_ids``.
+
+    Parameters
+    ----------
+    pred_ids, gt_ids : np.ndarray
+        ``(H, W)`` int id maps (0 = background); ROI ids equal vessel ids.
+
+    Returns
+    -------
+    list of float
+        One IoU per vessel present in ``gt_ids``.
+    """
+    ious = []
+    for vid in np.unique(gt_ids[gt_ids > 0]):
+        a, b = pred_ids == vid, gt_ids == vid
+        ious.append(float((a & b).sum() / max((a | b).sum(), 1)))
+    return ious
+
+
+@dataclass
+class UnionIoU:
+    """IoU of the union of predicted ROIs with the union of vessels, pooled over updates."""
+
+    inter: int = 0
+    union: int = 0
+
+    def update(self, pred_ids: np.ndarray, gt_mask: np.ndarray) -> None:
+        """Add one frame pair."""
+        pred, gt = np.asarray(pred_ids) > 0, np.asarray(gt_mask, dtype=bool)
+        self.inter += int(np.count_nonzero(pred & gt))
+        self.union += int(np.count_nonzero(pred | gt))
+
+    def result(self) -> float:
+        """Pooled IoU (NaN when nothing was seen)."""
+        return self.inter / self.union if self.union else float("nan")

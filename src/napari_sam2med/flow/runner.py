@@ -14,15 +14,14 @@ import os
 import shutil
 import tempfile
 from collections.abc import MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generator, Iterator, Sequence
 
 import numpy as np
 
-# check_calibration, speed_um_per_s and flow_layer_data are re-exported: they used to live here
 from .calibration import check_calibration, speed_um_per_s
-from .layers import flow_layer_data
+from .limits import implausible_pairs, measurable_limit
 from .types import FlowEstimator, FlowStep, RoiPrompt, rois_to_json
 
 __all__ = [
@@ -30,11 +29,8 @@ __all__ = [
     "FlowResult",
     "FrameNormalizer",
     "estimate_flow",
-    "flow_layer_data",
     "flow_output",
     "open_flow_output",
-    "check_calibration",
-    "speed_um_per_s",
     "validate_rois",
     "video_shape",
 ]
@@ -67,6 +63,10 @@ class FlowResult:
         Estimator name.
     pixel_size, fps : float or None
         Calibration used.
+    speed_limit_px : float
+        Largest speed the method can measure on these frames (:mod:`.limits`).
+    implausible_pairs : list of int
+        Pairs where a ROI's mean speed exceeds ``speed_limit_px`` (not measurements).
     """
 
     roi_ids: list[int]
@@ -76,6 +76,8 @@ class FlowResult:
     method: str
     pixel_size: float | None = None
     fps: float | None = None
+    speed_limit_px: float = float("inf")
+    implausible_pairs: list[int] = field(default_factory=list)
 
 
 def video_shape(video: Any) -> tuple[int, int, int]:
@@ -202,7 +204,7 @@ def estimate_flow(
     rois : sequence of RoiPrompt
         Point prompts of the vessels, ``(row, col)`` in frame 0.
     estimator : FlowEstimator
-        E.g. :class:`~napari_sam2med.flow.baselines.TVL1Estimator`.
+        E.g. :class:`~napari_sam2med.flow.estimators.classical.TVL1Estimator`.
     out : zarr.Group or dict-like, optional
         Receives ``flow`` (T-1,H,W,2) float32, ``roi`` (H,W) bool, ``roi_ids`` (H,W)
         int32 (first pair), ``mean_speed_px`` (T-1,n_rois) float32 and, when
@@ -259,6 +261,8 @@ def estimate_flow(
         yield FlowProgress(step=step, done=t + 1, total=n_pairs)
 
     speeds_um = speed_um_per_s(speeds_px, pixel_size, fps) if calibrated else None  # type: ignore[arg-type]
+    limit = measurable_limit(estimator, (height, width))
+    flagged = implausible_pairs(speeds_px, limit)
     if out is not None:
         _make_array(out, "roi_ids", (height, width), (height, width), np.int32)[...] = roi_map
         _make_array(out, "roi", (height, width), (height, width), bool)[...] = roi_map > 0
@@ -279,6 +283,8 @@ def estimate_flow(
                 "roi_ids": ids,
                 "prompts": rois_to_json(rois),
                 "flow_convention": "(d_row, d_col) px/frame from frame t to t+1",
+                "speed_limit_px": limit if np.isfinite(limit) else None,
+                "implausible_pairs": flagged,
             },
         )
     return FlowResult(
@@ -289,6 +295,8 @@ def estimate_flow(
         method=estimator.name,
         pixel_size=pixel_size,
         fps=fps,
+        speed_limit_px=limit,
+        implausible_pairs=flagged,
     )
 
 
@@ -296,9 +304,10 @@ def estimate_flow(
 def flow_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Any]:
     """Open a new ``FLOW.zarr`` group for writing, atomically.
 
-    The group is written to a temporary directory next to ``path`` and renamed to
-    ``path`` only when the ``with`` block exits without an error; on error the
-    temporary directory is removed, so no partial output is left.
+    The group is staged in a hidden directory next to ``path``; when the ``with`` block
+    exits without an error it is committed with :func:`napari_sam2med.io.writers.atomic_write`
+    (which also replaces an existing output only once the new one is complete). On error
+    the staging directory is removed, so no partial output is left.
 
     Parameters
     ----------
@@ -309,21 +318,21 @@ def flow_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[An
     """
     import zarr
 
+    from ..io.writers import atomic_write
+
     final = Path(path)
     if final.exists() and not overwrite:
         raise ValueError(f"output already exists: {final}")
     if not final.parent.exists():
         raise FileNotFoundError(f"output folder does not exist: {final.parent}")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".staging", dir=final.parent))
     try:
-        group = zarr.open_group(str(tmp), mode="w")
+        group = zarr.open_group(str(staging), mode="w")
         yield group
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        atomic_write(final, lambda tmp: os.replace(staging, tmp))
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def open_flow_output(path: str | os.PathLike) -> Any:

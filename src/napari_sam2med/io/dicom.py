@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +25,7 @@ class _SliceHeader:
     pixel_spacing: tuple[float, float] | None
     thickness: float | None
     pixel_dtype: np.dtype
+    frame_of_reference_uid: str | None = None
 
 
 @dataclass(frozen=True)
@@ -38,11 +40,15 @@ class DicomSeries:
         ``(z, y, x)`` voxel spacing in mm (1.0 where the headers say nothing).
     files : tuple of Path
         Slice files in volume order.
+    geometry : Geometry or None
+        Scanner placement from ImagePositionPatient / ImageOrientationPatient /
+        PixelSpacing, ``None`` when the files carry no positions.
     """
 
     array: LazySlices
     spacing: tuple[float, float, float]
     files: tuple[Path, ...]
+    geometry: Any = None
 
 
 def _floats(value, count: int) -> tuple[float, ...] | None:
@@ -91,6 +97,7 @@ def _read_header(path: Path) -> _SliceHeader | None:
         pixel_spacing=pixel_spacing,
         thickness=None if thickness in (None, "") else float(thickness),
         pixel_dtype=_pixel_dtype(ds),
+        frame_of_reference_uid=str(getattr(ds, "FrameOfReferenceUID", "")) or None,
     )
 
 
@@ -146,6 +153,7 @@ def read_dicom_series(directory: str | Path) -> DicomSeries:
     if len(shapes) > 1:
         raise ValueError(f"{directory}: slices have different sizes {sorted(shapes)}")
 
+    _check_positions(directory, headers)
     z_spacing = None
     if all(h.position is not None for h in headers):
         normal = _slice_normal(headers)
@@ -177,4 +185,41 @@ def read_dicom_series(directory: str | Path) -> DicomSeries:
 
     array = LazySlices(read_slice, len(ordered), (headers[0].rows, headers[0].cols), dtype)
     spacing = (float(z_spacing), float(y_spacing), float(x_spacing))
-    return DicomSeries(array=array, spacing=spacing, files=tuple(h.path for h in ordered))
+    files = tuple(h.path for h in ordered)
+    return DicomSeries(array=array, spacing=spacing, files=files,
+                       geometry=_series_geometry(directory, ordered, array.shape))
+
+
+def _check_positions(directory: Path, headers: list[_SliceHeader]) -> None:
+    """Refuse series whose slices disagree on geometry (one line each)."""
+    missing = sum(h.position is None for h in headers)
+    if 0 < missing < len(headers):
+        raise ValueError(
+            f"{directory}: {missing} of {len(headers)} DICOM slices lack ImagePositionPatient; "
+            "cannot place the volume"
+        )
+    orientations = {tuple(np.round(h.orientation, 4)) for h in headers if h.orientation is not None}
+    if len(orientations) > 1:
+        raise ValueError(f"{directory}: slices have {len(orientations)} different ImageOrientationPatient "
+                         "values (mixed series?); put each series in its own folder")
+    frames = {h.frame_of_reference_uid for h in headers}
+    if len(frames) > 1:
+        raise ValueError(f"{directory}: slices belong to {len(frames)} frames of reference (mixed series)")
+
+
+def _series_geometry(directory: Path, ordered: tuple[_SliceHeader, ...], shape: tuple) -> Any:
+    """Geometry from the sorted headers, or ``None`` when positions/orientation are absent."""
+    from .geometry import from_dicom_planes
+
+    first = ordered[0]
+    if first.position is None or first.orientation is None:
+        return None
+    try:
+        return from_dicom_planes(
+            [h.position for h in ordered], first.orientation, first.pixel_spacing or (1.0, 1.0),
+            shape, frame_of_reference_uid=first.frame_of_reference_uid,
+            series_instance_uid=first.series_uid or None,
+            source_files=tuple(str(h.path) for h in ordered),
+        )
+    except ValueError as err:
+        raise ValueError(f"{directory}: {err}") from None

@@ -3,7 +3,9 @@
 Supported: ``.tif/.tiff`` (via tifffile's zarr store, so slices are read on
 demand), ``.npy`` (memory-mapped), ``.zarr`` directories (array, OME-Zarr
 multiscale group, or a group with one array), ``.nii/.nii.gz`` (nibabel, read
-per slice and returned as ``(Z, Y, X)``) and DICOM series directories.
+per slice and returned as ``(Z, Y, X)``), ``.nrrd``, MedSAM2 ``.npz`` (``imgs``)
+and DICOM series directories. NIfTI, NRRD, npz and DICOM also give a
+:class:`~napari_sam2med.io.geometry.Geometry` (:func:`read_volume`).
 """
 
 from __future__ import annotations
@@ -14,12 +16,11 @@ from typing import Any
 import numpy as np
 
 from .dicom import read_dicom_series
-from .lazy import LazySlices
+from .medical import NIFTI_SUFFIXES, NPZ_SUFFIXES, NRRD_SUFFIXES, nifti_image, read_nifti, read_npz, read_nrrd
 from .stack import FrameStack
 
 TIFF_SUFFIXES = (".tif", ".tiff")
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
-SUPPORTED = ".tif, .tiff, .npy, .zarr, .nii, .nii.gz or a DICOM series directory"
+SUPPORTED = ".tif, .tiff, .npy, .npz, .zarr, .nii, .nii.gz, .nrrd or a DICOM series directory"
 
 
 def _existing(path: str | Path) -> Path:
@@ -45,13 +46,18 @@ def _is_zarr_dir(path: Path) -> bool:
 def stack_name(path: str | Path) -> str:
     """Display name for a volume file: its name without image suffixes."""
     name = Path(path).name
-    for suffix in (".nii.gz", ".ome.tiff", ".ome.tif", ".ome.zarr"):
+    for suffix in (".nii.gz", ".ome.tiff", ".ome.tif", ".ome.zarr", ".seg.dcm"):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return Path(name).stem if Path(name).suffix else name
 
 
 # -- format readers ----------------------------------------------------------
+#: What tifffile / zarr raise for a TIFF that one access path cannot serve (tifffile.TiffFileError and
+#: zarr's metadata errors are ValueErrors; unsupported layouts raise NotImplementedError/KeyError/TypeError).
+_TIFF_PATH_ERRORS = (ValueError, TypeError, KeyError, NotImplementedError, OSError)
+
+
 def _read_tiff(path: Path) -> Any:
     import tifffile
 
@@ -63,15 +69,15 @@ def _read_tiff(path: Path) -> Any:
         if isinstance(node, zarr.Group):  # pyramidal TIFF: full-resolution level
             node = node["0"]
         return node
-    except Exception:
-        pass  # fall back to memmap / full read below; real errors surface there
+    except _TIFF_PATH_ERRORS:
+        pass  # not servable as a zarr store: fall back to memmap / full read; real errors surface there
     try:
         return tifffile.memmap(path, mode="r")
-    except Exception:
-        pass
+    except _TIFF_PATH_ERRORS:
+        pass  # compressed or non-contiguous: read it whole
     try:
         return tifffile.imread(path)
-    except Exception as exc:
+    except _TIFF_PATH_ERRORS as exc:
         raise ValueError(f"cannot read TIFF {path}: {exc}") from exc
 
 
@@ -124,66 +130,95 @@ def _read_zarr(path: Path) -> Any:
     return node[arrays[0]]
 
 
-def _nifti_image(path: Path) -> Any:
-    import nibabel
-
-    try:
-        return nibabel.load(str(path))
-    except Exception as exc:
-        raise ValueError(f"cannot read NIfTI {path}: {exc}") from exc
-
-
-def _read_nifti(path: Path) -> LazySlices:
-    proxy = _nifti_image(path).dataobj
-    shape = tuple(proxy.shape)
-    if len(shape) > 3 and all(s == 1 for s in shape[3:]):
-        extra = (0,) * (len(shape) - 3)
-    elif len(shape) == 3:
-        extra = ()
-    else:
-        raise ValueError(f"NIfTI {path} has shape {shape}; expected a 3D volume (X, Y, Z)")
-    try:
-        dtype = np.asarray(proxy[(slice(0, 1),) * len(shape)]).dtype
-    except Exception as exc:
-        raise ValueError(f"cannot read NIfTI data of {path}: {exc}") from exc
-
-    def read_slice(z: int) -> np.ndarray:
-        # nibabel order is (X, Y, Z): plane z is (X, Y), transposed to (Y, X).
-        return np.asarray(proxy[(slice(None), slice(None), z, *extra)]).T
-
-    return LazySlices(read_slice, shape[2], (shape[1], shape[0]), dtype)
-
-
 # -- public API ----------------------------------------------------------------
+def read_volume(path: str | Path) -> tuple[Any, Any]:
+    """Open a volume and its scanner geometry.
+
+    Parameters
+    ----------
+    path : str or Path
+        Any format :func:`read_array` accepts.
+
+    Returns
+    -------
+    tuple
+        ``(array, geometry)``; ``geometry`` is a
+        :class:`~napari_sam2med.io.geometry.Geometry` for NIfTI, NRRD, npz with
+        spacing and positioned DICOM series, else ``None``.
+    """
+    path = _existing(path)
+    if path.is_dir():
+        if _is_zarr_dir(path):
+            return _read_zarr(path), None
+        series = read_dicom_series(path)
+        return series.array, series.geometry
+    name = _lower_name(path)
+    if name.endswith(TIFF_SUFFIXES):
+        return _read_tiff(path), None
+    if name.endswith(".npy"):
+        return _read_npy(path), None
+    if _is_nifti(path):
+        return read_nifti(path)
+    if name.endswith(NPZ_SUFFIXES):
+        images, geometry, _ = read_npz(path)
+        return images, geometry
+    if name.endswith(NRRD_SUFFIXES):
+        return read_nrrd(path)
+    raise ValueError(f"unsupported file type {path.name!r}: expected {SUPPORTED}")
+
+
 def read_array(path: str | Path) -> Any:
     """Open a volume as an array-like, lazily where the format allows.
 
     Parameters
     ----------
     path : str or Path
-        ``.tif/.tiff``, ``.npy``, ``.zarr`` directory, ``.nii/.nii.gz`` or
-        a DICOM series directory.
+        ``.tif/.tiff``, ``.npy``, ``.npz`` (MedSAM2 ``imgs``), ``.zarr``
+        directory, ``.nii/.nii.gz``, ``.nrrd`` or a DICOM series directory.
 
     Returns
     -------
     array-like
-        zarr array (TIFF, Zarr), memory-mapped ndarray (npy), dask array
-        (OME-Zarr with singleton axes) or ``LazySlices`` (NIfTI as
-        ``(Z, Y, X)``, DICOM as ``(Z, Y, X)`` with rescale applied).
+        zarr array (TIFF, Zarr), memory-mapped ndarray (npy), ndarray (npz,
+        NRRD), dask array (OME-Zarr with singleton axes) or ``LazySlices``
+        (NIfTI as ``(Z, Y, X)``, DICOM as ``(Z, Y, X)`` with rescale applied).
     """
-    path = _existing(path)
-    if path.is_dir():
-        if _is_zarr_dir(path):
-            return _read_zarr(path)
-        return read_dicom_series(path).array
-    name = _lower_name(path)
-    if name.endswith(TIFF_SUFFIXES):
-        return _read_tiff(path)
-    if name.endswith(".npy"):
-        return _read_npy(path)
-    if _is_nifti(path):
-        return _read_nifti(path)
-    raise ValueError(f"unsupported file type {path.name!r}: expected {SUPPORTED}")
+    return read_volume(path)[0]
+
+
+def read_geometry(path: str | Path) -> Any:
+    """The :class:`~napari_sam2med.io.geometry.Geometry` of a volume file, or ``None``."""
+    return read_volume(path)[1]
+
+
+def read_labels_for(path: str | Path, geometry: Any, shape: tuple[int, ...] | None = None) -> Any:
+    """Read a labels volume that must lie on an image's voxel grid.
+
+    Parameters
+    ----------
+    path : str or Path
+        Labels file (any format :func:`read_array` reads).
+    geometry : Geometry or None
+        The image's geometry; a labels file with its own geometry must match it
+        (same shape, affine equal within 1e-3 mm).
+    shape : tuple of int, optional
+        The image's shape when it has no geometry.
+
+    Raises
+    ------
+    ValueError
+        Shape or placement differ (one line saying how).
+    """
+    array, own = read_volume(path)
+    name = Path(path).name
+    expected = geometry.shape if geometry is not None else (None if shape is None else tuple(shape))
+    if expected is not None and tuple(array.shape) != tuple(expected):
+        raise ValueError(f"labels {name} have shape {tuple(array.shape)}, the image {tuple(expected)}")
+    if geometry is not None and own is not None and not own.same_space(geometry, atol=1e-3):
+        worst = float(abs(own.affine - geometry.affine).max())
+        raise ValueError(f"labels {name} are not on the image's voxel grid (affine differs by up to "
+                         f"{worst:.3g} mm); resample them to the image first")
+    return array
 
 
 def open_stack(path: str | Path, **kwargs: Any) -> FrameStack:
@@ -195,10 +230,29 @@ def open_stack(path: str | Path, **kwargs: Any) -> FrameStack:
         Any format :func:`read_array` accepts.
     **kwargs
         Passed to :class:`FrameStack` (``channel_axis``, ``window``,
-        ``nan_policy``, ``name``; the name defaults to the file stem).
+        ``nan_policy``, ``name``; the name defaults to the file stem). The
+        stack's ``geometry`` is the file's (NIfTI, NRRD, npz, DICOM).
     """
     kwargs.setdefault("name", stack_name(path))
-    return FrameStack(read_array(path), **kwargs)
+    array, geometry = read_volume(path)
+    if len(array.shape) == 3 and "channel_axis" not in kwargs:
+        if geometry is None:
+            geometry = _spacing_geometry(path, array.shape)
+        kwargs.setdefault("geometry", geometry)
+    return FrameStack(array, **kwargs)
+
+
+def _spacing_geometry(path: str | Path, shape: tuple[int, ...]) -> Any:
+    """Axis-aligned geometry from a TIFF/Zarr voxel size, so NIfTI/NRRD outputs keep it."""
+    from .geometry import from_spacing
+
+    try:
+        spacing = read_spacing(path)
+    except (ValueError, OSError, KeyError):
+        return None
+    if tuple(spacing) == (1.0, 1.0, 1.0):
+        return None  # nothing recorded: no geometry rather than a made-up one
+    return from_spacing(shape, spacing, source="spacing")
 
 
 def _tiff_spacing(path: Path) -> tuple[float, float, float]:
@@ -254,9 +308,12 @@ def read_spacing(path: str | Path) -> tuple[float, float, float]:
         return read_dicom_series(path).spacing
     name = _lower_name(path)
     if _is_nifti(path):
-        zooms = _nifti_image(path).header.get_zooms()
+        zooms = nifti_image(path).header.get_zooms()
         x, y, z = (float(v) for v in (tuple(zooms) + (1.0, 1.0, 1.0))[:3])
         return z, y, x
+    if name.endswith(NPZ_SUFFIXES + NRRD_SUFFIXES):
+        geometry = read_geometry(path)
+        return (1.0, 1.0, 1.0) if geometry is None else geometry.spacing
     if name.endswith(TIFF_SUFFIXES):
         return _tiff_spacing(path)
     if name.endswith(".npy"):

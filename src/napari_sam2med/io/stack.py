@@ -51,6 +51,10 @@ class FrameStack:
     nan_policy : {"raise", "zero"}
         NaN in a slice read by :meth:`normalized` raises ``ValueError``
         (default) or maps to the window's low end.
+    geometry : Geometry, optional
+        Placement of the ``(N, Y, X)`` voxels in the scanner (see
+        :mod:`napari_sam2med.io.geometry`); readers of NIfTI, DICOM, NRRD and
+        MedSAM2 ``.npz`` files fill it in. Writers put labels back in this space.
     """
 
     def __init__(
@@ -61,6 +65,7 @@ class FrameStack:
         window: tuple[float, float] | None = None,
         name: str | None = None,
         nan_policy: str = "raise",
+        geometry: Any = None,
     ) -> None:
         data = _as_array_like(data)
         shape = tuple(int(s) for s in data.shape)
@@ -98,6 +103,11 @@ class FrameStack:
         self._nan_policy = nan_policy
         self.name = name
         self._window = None if window is None else check_window(window)
+        if geometry is not None and channel_axis is None:
+            geometry.check_labels(self._shape, "stack")
+        self.geometry = geometry
+        #: How this stack's frames map to the source voxel order (identity unless made by ``along``).
+        self.axis_view: Any = None
 
     # -- description -----------------------------------------------------
     @property
@@ -161,6 +171,35 @@ class FrameStack:
             f"<FrameStack{label} shape={self._shape} channels={self._n_channels} "
             f"dtype={self._dtype} data={type(self._data).__name__}>"
         )
+
+    def along(self, axis: Any) -> "FrameStack":
+        """This volume seen as slices perpendicular to ``axis`` (axial, coronal or sagittal).
+
+        The view is lazy (see :class:`~napari_sam2med.io.axes.TransposedArray`) and
+        normalizes exactly like this stack (same contrast window). Its
+        ``axis_view.to_original(labels)`` puts labels computed on it back in this
+        stack's voxel order; ``geometry`` stays the source's.
+
+        Parameters
+        ----------
+        axis : Axis or str
+            ``"axial"`` (frames along the superior axis; the stack itself for
+            axially stored volumes), ``"coronal"`` or ``"sagittal"``; which voxel
+            axis that is comes from :attr:`geometry`.
+        """
+        from .axes import AxisView
+
+        if self._channel_axis is not None:
+            raise ValueError("only grayscale volumes can be resliced along another axis")
+        if self.axis_view is not None and not self.axis_view.identity:
+            raise ValueError("this stack is already a resliced view; reslice the source stack")
+        view = AxisView.for_axis(axis, self.geometry)
+        window = None if (self._window is None and self._dtype == np.uint8) else self.window
+        out = FrameStack(view.to_view(self._data), window=window, name=self.name,
+                         nan_policy=self._nan_policy)
+        out.geometry = self.geometry
+        out.axis_view = view
+        return out
 
     # -- reading -----------------------------------------------------------
     def _check_index(self, i: Any) -> int:

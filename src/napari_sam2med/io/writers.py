@@ -160,18 +160,27 @@ def _write_checked(
     return atomic_write(path, lambda tmp: writer(tmp, values, scale_values))
 
 
-def write_labels(path: str | Path, labels: Any, *, scale: Sequence[float] | None = None) -> Path:
+def write_labels(path: str | Path, labels: Any, *, scale: Sequence[float] | None = None,
+                 geometry: Any = None, axis: Any = None) -> Path:
     """Write an integer label volume atomically.
 
     Parameters
     ----------
     path : str or Path
         ``.tif/.tiff`` (zlib-compressed, dtype kept exactly) or ``.zarr``
-        (an array at the store root, one chunk per slice).
+        (an array at the store root, one chunk per slice); with a ``geometry``
+        also ``.nii/.nii.gz``, ``.nrrd`` and ``.dcm`` (DICOM-SEG), see
+        :mod:`napari_sam2med.io.label_formats`.
     labels : array-like
         Integer or boolean labels (numpy, zarr or dask); bool is stored as uint8.
+        With a ``geometry``: ``(Z, Y, X)`` in the source's voxel order.
     scale : sequence of float, optional
         Voxel spacing per axis, stored as ``scale`` metadata.
+    geometry : Geometry, optional
+        Scanner placement of the image the labels belong to (its shape must
+        match); TIFF/Zarr get its spacing as ``scale``.
+    axis : Axis or str, optional
+        Propagation axis, recorded in NIfTI/NRRD/DICOM-SEG outputs.
 
     Returns
     -------
@@ -183,6 +192,15 @@ def write_labels(path: str | Path, labels: Any, *, scale: Sequence[float] | None
     ValueError
         Unsupported suffix, a non-integer dtype or a bad ``scale``.
     """
+    from .label_formats import SCANNER_LABEL_SUFFIXES, scanner_geometry, write_scanner_labels
+
+    suffix = _suffix(Path(path), LABEL_SUFFIXES + SCANNER_LABEL_SUFFIXES, "labels")
+    if geometry is not None or suffix in SCANNER_LABEL_SUFFIXES:
+        values = _label_values(_as_array_like(labels))
+        geometry = scanner_geometry(suffix, values.shape, geometry, _check_scale(scale, len(values.shape)))
+        if suffix in SCANNER_LABEL_SUFFIXES:
+            return atomic_write(path, lambda tmp: write_scanner_labels(tmp, suffix, values, geometry, axis))
+        scale = geometry.spacing if scale is None else scale
     return _write_checked(path, labels, scale, LABEL_SUFFIXES, "labels", _label_values)
 
 

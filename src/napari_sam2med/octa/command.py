@@ -5,7 +5,8 @@ Usage::
     sam2med octa {rv,faz} INPUT --out LABELS.tif|.zarr [--projection] [--case ID]
                  [--gt GT] [--ref-layer K] [--n-pos N] [--n-neg N] [--seed S]
                  [--metrics-csv M.csv] [--model sam2.1-tiny]
-                 [--checkpoint PATH | --random-init] [--image-size N] [--device auto]
+                 [--checkpoint PATH | --random-init] [--image-size N] [--device auto] [--offline]
+                 [--overwrite] [--no-progress]
 
 ``INPUT`` is one of
 
@@ -20,7 +21,8 @@ Usage::
   ``GT_LargeVessel`` of the case.
 
 Automatic prompts are drawn on the reference layer K (default: the middle
-layer). Bad input prints one line on stderr and exits with 2, writing nothing.
+layer). Bad input prints one line on stderr and exits with 2, writing nothing (the CLI's
+one error boundary, ``_cli_utils.run_command``).
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from .._cli_utils import check_output_path
-from ..engine.propagation import run_to_end
+from .._cli_utils import UserError, add_model_args, bad_input, check_output_path
+from ..engine.progress import run_to_end
 from . import datasets as ds
 from .metrics import sequence_metrics, write_metrics_csv
 from .pipeline import OctaConfig, run_layer_sequence, run_projection
@@ -42,7 +44,6 @@ from .prompts import PromptConfig
 
 __all__ = ["add_parser", "run", "OctaJob", "prepare_job"]
 
-EXIT_BAD_INPUT = 2
 OUT_SUFFIXES = (".tif", ".tiff", ".zarr")
 STACK_SUFFIXES = (".tif", ".tiff", ".zarr", ".npy")
 
@@ -78,13 +79,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--min-size", type=int, default=20, help="smallest vessel cluster kept (pixels)")
     p.add_argument("--out", required=True, help="output labels .tif/.tiff/.zarr")
     p.add_argument("--metrics-csv", default=None, help="write per-layer and overall metrics here")
-    p.add_argument("--model", default="sam2.1-tiny", help="model name (see sam2med models)")
-    weights = p.add_mutually_exclusive_group()
-    weights.add_argument("--checkpoint", default=None, help="checkpoint file")
-    weights.add_argument("--random-init", action="store_true", help="random weights (development only)")
-    p.add_argument("--image-size", type=int, default=None, help="model input size (default: the model's)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_model_args(p)
     p.set_defaults(func=run)
     return p
 
@@ -163,22 +160,20 @@ def prepare_job(args: argparse.Namespace) -> OctaJob:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``sam2med octa``; returns the exit code (0 ok, 2 bad input)."""
-    try:
+    """Run ``sam2med octa``; returns the exit status (bad input raises ``UserError``)."""
+    with bad_input(ValueError, KeyError, OSError):
         out_path = check_output_path(args.out, args.overwrite, OUT_SUFFIXES)
         csv_path = check_output_path(args.metrics_csv, args.overwrite, (".csv",)) if args.metrics_csv else None
         job = prepare_job(args)
         if csv_path is not None and job.ground_truth is None:
-            raise ValueError("--metrics-csv needs a ground truth (a label stack as --gt)")
+            raise UserError("--metrics-csv needs a ground truth (a label stack as --gt)")
         config = OctaConfig(task=args.task, min_size=args.min_size,
                             prompts=PromptConfig(n_pos=args.n_pos, n_neg=args.n_neg, seed=args.seed))
         from ..sam2 import load_model
 
         model = load_model(args.model, image_size=args.image_size, checkpoint=args.checkpoint,
-                           random_init=args.random_init, device=args.device)
-    except (ValueError, FileNotFoundError, KeyError) as exc:
-        print(f"sam2med octa: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+                           random_init=args.random_init, device=args.device, offline=args.offline or None,
+                           progress=not args.no_progress)
 
     from tqdm import tqdm
 
@@ -186,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
         gen = run_projection(model, job.images, job.reference, config)
     else:
         gen = run_layer_sequence(model, job.images, job.reference, job.ref_layer, config)
-    with tqdm(total=len(job.images), unit="layer", file=sys.stderr) as bar:
+    with tqdm(total=len(job.images), unit="layer", disable=args.no_progress, file=sys.stderr) as bar:
         result = run_to_end(gen, lambda step: bar.update(1) if step.stage == "propagate" else None)
     labels = result[0][0]
     rows = None
@@ -203,15 +198,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"overall: dice {o['dice']:.4f} jaccard {o['jaccard']:.4f} hd95 {o['hd95']:.2f}", file=sys.stderr)
     print(f"wrote {out_path}", file=sys.stderr)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (``python -m napari_sam2med.octa.command``)."""
-    parser = argparse.ArgumentParser(prog="sam2med")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

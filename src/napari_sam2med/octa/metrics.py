@@ -7,8 +7,8 @@ TN = ~P & ~G. (SAM-OCTA2's evaluation code swaps FP and FN; we do not.)
 * Dice = 2TP / (2TP + FP + FN); Jaccard = TP / (TP + FP + FN)
 * precision = TP / (TP + FP); recall = TP / (TP + FN); specificity = TN / (TN + FP)
 * HD95: the larger of the two directed 95th percentiles of distances from the
-  boundary pixels of one mask to the boundary of the other (boundary = mask
-  minus its 8-connected erosion), in pixels times ``spacing``.
+  boundary pixels of one mask to the boundary of the other, in pixels times
+  ``spacing`` (``engine.metrics.hd95``: boundary = mask minus its 4-connected erosion).
 
 Empty cases, defined explicitly: a ratio whose denominator is 0 is 1.0 (both
 masks agree there is nothing to count: e.g. Dice/Jaccard of two empty masks,
@@ -28,10 +28,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage as ndi
+
+from ..engine.metrics import hd95, surface_distances  # the one implementation (boundary, spacing, empty rules)
+from ..io.writers import atomic_write
 
 METRIC_NAMES = ("dice", "jaccard", "precision", "recall", "specificity", "hd95")
-_EIGHT = np.ones((3, 3), bool)
 
 
 @dataclass
@@ -78,30 +79,6 @@ def scores(c: Confusion) -> dict[str, float]:
     }
 
 
-def _boundary(mask: np.ndarray) -> np.ndarray:
-    return mask & ~ndi.binary_erosion(mask, structure=_EIGHT, border_value=0)
-
-
-def surface_distances(pred: np.ndarray, gt: np.ndarray, spacing=None) -> tuple[np.ndarray, np.ndarray]:
-    """Directed boundary distances (pred -> gt, gt -> pred); both masks must be non-empty."""
-    pred, gt = _check_pair(pred, gt)
-    bp, bg = _boundary(pred), _boundary(gt)
-    to_gt = ndi.distance_transform_edt(~bg, sampling=spacing)
-    to_pred = ndi.distance_transform_edt(~bp, sampling=spacing)
-    return to_gt[bp], to_pred[bg]
-
-
-def hd95(pred: np.ndarray, gt: np.ndarray, spacing=None) -> float:
-    """95th-percentile Hausdorff distance (0.0 both empty, inf one empty)."""
-    pred, gt = _check_pair(pred, gt)
-    if not pred.any() and not gt.any():
-        return 0.0
-    if not pred.any() or not gt.any():
-        return float("inf")
-    d_pg, d_gp = surface_distances(pred, gt, spacing)
-    return float(max(np.percentile(d_pg, 95), np.percentile(d_gp, 95)))
-
-
 def mask_metrics(pred: np.ndarray, gt: np.ndarray, spacing=None) -> dict[str, float]:
     """All metrics of one 2D comparison."""
     out = scores(confusion(pred, gt))
@@ -146,14 +123,27 @@ def sequence_metrics(pred: np.ndarray, gt: np.ndarray, layer_names=None, spacing
 
 
 def write_metrics_csv(path: str | Path, rows: list[dict]) -> Path:
-    """Write metric rows to CSV (atomic: temporary file, then rename)."""
+    """Write metric rows to CSV atomically (``io.writers.atomic_write``: a failure leaves no file).
+
+    Parameters
+    ----------
+    path : str or Path
+        Output ``.csv``.
+    rows : list of dict
+        Rows with the same keys (the first row's keys are the header).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     if not rows:
         raise ValueError("no metric rows to write")
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
-    return path
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+            writer.writeheader()
+            writer.writerows(rows)
+
+    return atomic_write(path, write)

@@ -1,12 +1,33 @@
-"""Our own torch implementation of SAM2 and SAM2.1 (loads the official checkpoints strictly)."""
+"""Our own torch implementation of SAM2 and SAM2.1 (loads the official checkpoints strictly).
 
-from .build import build_model, load_model, load_weights
-from .configs import MODEL_CONFIGS, MODEL_NAMES, HieraConfig, SAM2Config, get_config
-from .device import autocast_context, pick_device
-from .model import FrameFeatures, MemoryContext, PointInputs, SAM2Model, TrackOutput
+Names are imported lazily (PEP 562): the model registry (``list_models``, ``get_config``,
+``MODEL_CONFIGS``) can be read without importing torch, e.g. to build the CLI parser.
+"""
 
-__all__ = [
-    "build_model", "load_model", "load_weights", "MODEL_CONFIGS", "MODEL_NAMES", "HieraConfig", "SAM2Config",
-    "get_config", "autocast_context", "pick_device", "FrameFeatures", "MemoryContext", "PointInputs",
-    "SAM2Model", "TrackOutput",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "build_model": "build", "load_model": "build", "load_weights": "build",
+    "MODEL_CONFIGS": "configs", "MODEL_NAMES": "configs", "HieraConfig": "configs", "SAM2Config": "configs", "SLMConfig": "configs",
+    "WeightsSpec": "configs", "Normalization": "configs", "get_config": "configs", "list_models": "configs",
+    "autocast_context": "device", "pick_device": "device",
+    "FrameFeatures": "model", "MemoryContext": "model", "PointInputs": "model", "SAM2Model": "model",
+    "TrackOutput": "model",
+}
+
+__all__ = list(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from .checkpoint import load_state_dict, resolve_checkpoint
 from .common import MLP
-from .configs import SAM2Config, get_config
+from .configs import SAM2Config, SLMConfig, get_config
 from .device import pick_device
 from .hiera import Hiera
 from .image_encoder import FpnNeck, ImageEncoder
@@ -95,11 +96,19 @@ def build_model(cfg: SAM2Config) -> SAM2Model:
         memory_encoder=_memory_encoder(cfg), sam_prompt_encoder=prompt_encoder, sam_mask_decoder=mask_decoder,
         obj_ptr_proj=MLP(c, c, c, 3),
     )
+    if cfg.slm is not None:
+        from .slm import attach_slm
+
+        attach_slm(model, cfg.slm)
     return model.eval()
 
 
 def load_weights(model: SAM2Model, path: str | Path) -> SAM2Model:
     """Load a checkpoint into ``model`` with a strict state-dict match.
+
+    SLM-SAM2 (see :mod:`.slm`): a checkpoint holding the SLM modules gives the model those
+    modules if it lacks them; a plain SAM2 checkpoint loaded into a model with SLM modules
+    fills everything else strictly and initialises the SLM modules from the long branch.
 
     Raises
     ------
@@ -107,9 +116,20 @@ def load_weights(model: SAM2Model, path: str | Path) -> SAM2Model:
         When the file is not a checkpoint of this architecture (the message names the
         first missing / unexpected keys).
     """
+    from .slm import attach_slm, has_slm, init_slm_from_long, slm_state_keys
+
     sd = load_state_dict(path)
+    plain_into_slm = False
+    if slm_state_keys(sd) and not has_slm(model):
+        attach_slm(model, init_from_long=False)
+    elif has_slm(model) and not slm_state_keys(sd):
+        plain_into_slm = True
+        sd = {**sd, **{k: v for k, v in model.state_dict().items() if k in slm_state_keys(model.state_dict())}}
     try:
         model.load_state_dict(sd, strict=True)
+        if plain_into_slm:
+            init_slm_from_long(model)
+            log.info("%s: plain SAM2 weights; SLM modules initialised from the long memory", Path(path).name)
     except RuntimeError as err:
         first = str(err).splitlines()[0:3]
         raise ValueError(f"{Path(path).name} does not match {model.config.name}: {' '.join(first)}") from None
@@ -118,7 +138,7 @@ def load_weights(model: SAM2Model, path: str | Path) -> SAM2Model:
 
 def load_model(name: str = "sam2.1-tiny", *, image_size: int | None = None, checkpoint: str | Path | None = None,
                random_init: bool = False, device: str | torch.device = "auto", offline: bool | None = None,
-               progress: bool = True) -> SAM2Model:
+               progress: bool = True, slm: SLMConfig | bool | None = None) -> SAM2Model:
     """Build a model and load its weights.
 
     Parameters
@@ -134,8 +154,13 @@ def load_model(name: str = "sam2.1-tiny", *, image_size: int | None = None, chec
         Skip weights entirely (tests and development only).
     device : str
         ``"auto"`` (cuda, then mps, then cpu) or an explicit device.
+    slm : SLMConfig or bool, optional
+        Add SLM-SAM2's short-long memory modules (``True``: default options). A checkpoint that
+        holds them adds them anyway; one that lacks them initialises them from the long memory.
     """
     cfg = get_config(name, image_size)
+    if slm:
+        cfg = replace(cfg, slm=slm if isinstance(slm, SLMConfig) else SLMConfig())
     model = build_model(cfg)
     if not random_init:
         path = resolve_checkpoint(name, checkpoint=checkpoint, offline=offline, progress=progress)

@@ -1,20 +1,20 @@
-"""Checkpoint registry, download cache with SHA-256 checks, and safe load/save.
+"""Checkpoint download cache with SHA-256 checks, and safe load/save.
 
-The registry ``napari_sam2med/models/sam2_checkpoints.json`` lists the official
-SAM2 / SAM2.1 files. Downloads go through pooch into a cache folder
-(``$SAM2MED_CACHE`` or the OS cache). When the registry knows no hash, the
-SHA-256 of the first download is recorded in a ``<file>.sha256`` sidecar
-(trust on first use) and every later call verifies the file against it.
+The checkpoints come from the one model registry (:data:`.configs.MODEL_CONFIGS`, whose
+URLs and pinned hashes live in :mod:`.weights`). Downloads go through pooch into a cache
+folder (``$SAM2MED_CACHE`` or the OS cache) and are verified against the pinned SHA-256; a
+file with another hash is refused. Only where no hash is known (a user-given URL, or a
+registry entry whose publisher states none) is the SHA-256 of the first download recorded in
+a ``<file>.sha256`` sidecar (trust on first use) and every later call verified against it.
+A ``package:`` URL names a weights file shipped inside this package (``package:models/x.pt``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.resources
-import json
 import os
 import pickle
-import uuid
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +23,10 @@ from urllib.parse import urlparse
 
 import torch
 
-REGISTRY_FILE = "sam2_checkpoints.json"
-CACHE_ENV = "SAM2MED_CACHE"
+from ..io.writers import atomic_write
+from .weights import CACHE_ENV, cache_dir  # noqa: F401  (re-exported: the cache is part of this API)
+
+PACKAGE_SCHEME = "package:"
 OFFLINE_ENV = "SAM2MED_OFFLINE"
 _TRUE = ("1", "true", "yes", "on")
 
@@ -52,18 +54,18 @@ class CheckpointSpec:
 
 
 def load_registry() -> dict[str, CheckpointSpec]:
-    """Read the packaged checkpoint registry.
+    """The downloadable checkpoints of the model registry (:data:`.configs.MODEL_CONFIGS`).
 
     Returns
     -------
     dict
-        ``{name: CheckpointSpec}`` in registry order.
+        ``{name: CheckpointSpec}`` in registry order (random-init-only configs left out).
     """
-    resource = importlib.resources.files("napari_sam2med") / "models" / REGISTRY_FILE
-    doc = json.loads(resource.read_text(encoding="utf-8"))
+    from .configs import MODEL_CONFIGS
+
     return {
-        name: CheckpointSpec(name=name, url=e["url"], filename=e["filename"], sha256=e.get("sha256"))
-        for name, e in doc["checkpoints"].items()
+        name: CheckpointSpec(name=name, url=c.weights.url, filename=c.weights.filename, sha256=c.weights.sha256)
+        for name, c in MODEL_CONFIGS.items() if c.weights is not None
     }
 
 
@@ -73,16 +75,6 @@ def get_spec(name: str) -> CheckpointSpec:
     if name not in registry:
         raise ValueError(f"unknown checkpoint {name!r}; known: {', '.join(registry)}")
     return registry[name]
-
-
-def cache_dir() -> Path:
-    """Folder for downloaded checkpoints: ``$SAM2MED_CACHE`` or pooch's OS cache."""
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    import pooch
-
-    return Path(pooch.os_cache("napari-sam2med"))
 
 
 def offline_requested(offline: bool | None = None) -> bool:
@@ -114,10 +106,7 @@ def _read_sidecar(path: Path) -> str | None:
 
 
 def _write_sidecar(path: Path, digest: str) -> None:
-    sidecar = sidecar_path(path)
-    tmp = sidecar.with_name(f".{sidecar.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(f"{digest}  {path.name}\n", encoding="utf-8")
-    os.replace(tmp, sidecar)
+    atomic_write(sidecar_path(path), lambda tmp: tmp.write_text(f"{digest}  {path.name}\n", encoding="utf-8"))
 
 
 def _verify(path: Path, expected: str | None) -> None:
@@ -175,6 +164,8 @@ def fetch_checkpoint(
     """
     if url is None:
         spec = get_spec(name)
+        if spec.url.startswith(PACKAGE_SCHEME):
+            return _packaged(spec)
     else:
         registry = load_registry()
         known = registry.get(name)
@@ -210,6 +201,20 @@ def fetch_checkpoint(
         raise ConnectionError(f"could not download {name!r} from {spec.url}: {exc}") from exc
     path = Path(downloaded)
     _write_sidecar(path, spec.sha256.lower() if spec.sha256 else sha256_of(path))
+    return path
+
+
+def _packaged(spec: CheckpointSpec) -> Path:
+    """A weights file shipped in the package, verified against its pinned hash."""
+    rel = spec.url[len(PACKAGE_SCHEME):]
+    path = Path(str(importlib.resources.files("napari_sam2med").joinpath(rel)))
+    if not path.is_file():
+        raise FileNotFoundError(f"packaged weights of {spec.name!r} missing: {path}")
+    if spec.sha256 is None:
+        raise ValueError(f"packaged weights of {spec.name!r} have no pinned sha256")
+    actual = sha256_of(path)
+    if actual != spec.sha256.lower():
+        raise ValueError(f"checksum mismatch for {path}: expected sha256 {spec.sha256}, got {actual}")
     return path
 
 
@@ -317,13 +322,4 @@ def save_checkpoint(model_or_state_dict: torch.nn.Module | Mapping[str, torch.Te
         state = model_or_state_dict
     state = _check_state_dict(state, path)
     state = {k: v.detach().cpu() for k, v in state.items()}
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"output folder does not exist: {path.parent}")
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:12]}")
-    try:
-        torch.save({"model": state}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: torch.save({"model": state}, tmp))

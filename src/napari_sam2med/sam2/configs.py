@@ -1,7 +1,9 @@
 """Model configurations as dataclasses (no Hydra).
 
-Each official SAM2 / SAM2.1 checkpoint has one :class:`SAM2Config` in
-:data:`MODEL_CONFIGS`. The values reproduce the official YAML files together with the
+This is the one model registry: each official SAM2 / SAM2.1 checkpoint and each MedSAM2
+checkpoint has one :class:`SAM2Config` in :data:`MODEL_CONFIGS`, carrying its architecture, its
+weights (URL, pinned SHA-256; :mod:`.weights`), its input normalisation and its model card;
+:func:`list_models` lists them (timm's ``list_models`` pattern). The values reproduce the official YAML files together with the
 overrides that ``build_sam2_video_predictor`` applies for inference (dynamic multimask via
 stability, binarised point masks for the memory encoder). ``sam2.1-test`` is a small
 random-init-only configuration for fast tests.
@@ -11,7 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-__all__ = ["HieraConfig", "SAM2Config", "MODEL_CONFIGS", "MODEL_NAMES", "get_config"]
+from .weights import IMAGENET, MEDSAM2, MEDSAM2_CARD, MEDSAM2_NORM, OFFICIAL, SAM2_CARD, Normalization, WeightsSpec
+
+__all__ = [
+    "HieraConfig", "SLMConfig", "SAM2Config", "MODEL_CONFIGS", "MODEL_NAMES", "get_config", "list_models",
+    "Normalization", "WeightsSpec",
+]
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,34 @@ class HieraConfig:
 
 
 @dataclass(frozen=True)
+class SLMConfig:
+    """SLM-SAM2's short-long memory option (see :mod:`napari_sam2med.sam2.slm`).
+
+    Parameters
+    ----------
+    recent_n : int
+        Slices the short branch attends to (the most recent ones; SLM-SAM2 uses 1).
+    fuser_layers, fuser_kernel : int
+        ConvNeXt blocks after adding the short and long branches, and their kernel.
+    layer_scale_init : float
+        Initial layer scale of those blocks (1e-6: each block starts close to the identity).
+    short_init_scale : float
+        When the short branch is initialised from the long branch, its final LayerNorm is
+        multiplied by this, so the untrained model's output stays close to SAM2's.
+    """
+
+    recent_n: int = 1
+    fuser_layers: int = 2
+    fuser_kernel: int = 7
+    layer_scale_init: float = 1e-6
+    short_init_scale: float = 1e-3
+
+    def __post_init__(self):
+        if self.recent_n < 1:
+            raise ValueError(f"recent_n must be at least 1, got {self.recent_n}")
+
+
+@dataclass(frozen=True)
 class SAM2Config:
     """Everything needed to build a :class:`~napari_sam2med.sam2.model.SAM2Model`.
 
@@ -53,8 +88,14 @@ class SAM2Config:
     hiera : HieraConfig
         Image trunk.
     image_size : int
-        Square input size; 1024 for the official models, 512 / 256 for speed. Must be a
-        multiple of 32 (position embeddings are resized to it).
+        Square input size; 1024 for the official models (512 for MedSAM2), 512 / 256 for speed.
+        Must be a multiple of 32 (position embeddings are resized to it).
+    weights : WeightsSpec or None
+        Registered checkpoint (URL, pinned SHA-256); ``None`` for random-init-only configs.
+    normalization : Normalization
+        How slices are scaled and standardised for this model.
+    card : str
+        Where the model card is (data, recipe, limits).
     """
 
     name: str
@@ -81,8 +122,18 @@ class SAM2Config:
     dynamic_multimask_via_stability: bool = True
     dynamic_multimask_stability_delta: float = 0.05
     dynamic_multimask_stability_thresh: float = 0.98
-    checkpoint_name: str | None = None
+    weights: WeightsSpec | None = None  # None: random-init only (test configs)
+    normalization: Normalization = IMAGENET
+    card: str = ""  # model card: data, recipe, limits (URL or packaged file)
+    params_m: float | None = None  # parameters in millions, as published
+    summary: str = ""
+    slm: SLMConfig | None = None  # short-long memory modules (SLM-SAM2); None: plain SAM2
     extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def checkpoint_name(self) -> str | None:
+        """File name of the registered checkpoint (``None`` for random-init-only configs)."""
+        return None if self.weights is None else self.weights.filename
 
     @property
     def is_v21(self) -> bool:
@@ -140,21 +191,58 @@ def _registry() -> dict[str, SAM2Config]:
     for version, prefix, file_prefix in (("2.1", "sam2.1", "sam2.1_hiera_"), ("2.0", "sam2", "sam2_hiera_")):
         for size, hiera in _SIZES.items():
             name = f"{prefix}-{size}"
+            weights, params_m = OFFICIAL[name]
+            assert weights.filename == f"{file_prefix}{_FILE_SIZES[size]}.pt"
             out[name] = SAM2Config(
-                name=name, version=version, hiera=hiera,
-                checkpoint_name=f"{file_prefix}{_FILE_SIZES[size]}.pt",
+                name=name, version=version, hiera=hiera, weights=weights, card=SAM2_CARD, params_m=params_m,
+                summary=f"SAM {version} Hiera-{size} (Meta; trained on natural images and videos)",
             )
+    for name, (weights, summary) in MEDSAM2.items():
+        # MedSAM2 is SAM2.1-tiny fully fine-tuned at 512 px (its sam2.1_hiera_t512.yaml); same state-dict keys.
+        out[name] = SAM2Config(
+            name=name, version="2.1", hiera=_TINY, image_size=512, weights=weights,
+            normalization=MEDSAM2_NORM, card=MEDSAM2_CARD, params_m=38.9, summary=summary,
+        )
     out["sam2.1-test"] = SAM2Config(
         name="sam2.1-test", version="2.1", hiera=_TEST, image_size=128, d_model=64, mem_dim=32,
         memory_attention_layers=2, memory_attention_ffn=128, decoder_mlp_dim=128,
         fuser_layers=1,
     )
+    # Our own small SAM2.1 (issue 18), trained from random init by train/ on CT lesions + synthetic volumes,
+    # 128 px crops around the prompt; see models/SAM2MED_SMALL_CT_MODEL_CARD.md.
+    out["sam2med-small-ct"] = SAM2Config(
+        name="sam2med-small-ct", version="2.1", image_size=128, d_model=128, mem_dim=64,
+        hiera=HieraConfig(embed_dim=32, num_heads=1, stages=(1, 2, 4, 1), global_att_blocks=(4, 6),
+                          window_spec=(8, 4, 8, 4), window_pos_embed_bkg_spatial_size=(7, 7)),
+        memory_attention_layers=2, memory_attention_ffn=512, decoder_mlp_dim=512, fuser_layers=2,
+        weights=WeightsSpec("package:models/sam2med_small_ct_v1.pt", "sam2med_small_ct_v1.pt",
+                            "6398994e36d2fe000180110784be38dada7bae2347d9a38a28097ca178acb603", 7_313_257),
+        card="models/SAM2MED_SMALL_CT_MODEL_CARD.md", params_m=3.6,
+        summary="sam2med small CT (ours, offline): 128 px crops around the prompt; lesion- and blob-like objects",
+    )
     return out
 
 
 MODEL_CONFIGS: dict[str, SAM2Config] = _registry()
-#: Names a user may pick (the random-init-only test config is left out).
-MODEL_NAMES: tuple[str, ...] = tuple(n for n in MODEL_CONFIGS if not n.endswith("-test"))
+#: Names a user may pick (the random-init-only test configs are left out).
+MODEL_NAMES: tuple[str, ...] = tuple(n for n, c in MODEL_CONFIGS.items() if c.weights is not None)
+
+
+def list_models(include_test: bool = False) -> list[SAM2Config]:
+    """Every registered model, in registry order (timm's ``list_models`` pattern).
+
+    Parameters
+    ----------
+    include_test : bool
+        Also list the random-init-only test configurations.
+
+    Returns
+    -------
+    list of SAM2Config
+        Each carries its architecture, ``weights`` (URL, SHA-256), ``image_size``,
+        ``normalization`` and ``card``.
+    """
+    return [c for n, c in MODEL_CONFIGS.items() if include_test or n in MODEL_NAMES]
 
 
 def get_config(name: str, image_size: int | None = None) -> SAM2Config:

@@ -66,11 +66,15 @@ class MemoryContext:
         ``(temporal offset, obj_ptr)`` pairs, each pointer (B, C).
     ptr_tpos_max : int
         Normaliser of the pointer temporal offsets (``min(num_frames, max_ptrs) - 1``).
+    recent : MemoryContext, optional
+        SLM-SAM2's short-term memory (the most recent slices only), attended by the model's
+        ``recent_memory_attention`` and fused with this (long) context; ``None`` for plain SAM2.
     """
 
     spatial: list[tuple[int, torch.Tensor]] = field(default_factory=list)
     pointers: list[tuple[int, torch.Tensor]] = field(default_factory=list)
     ptr_tpos_max: int = 15
+    recent: "MemoryContext | None" = None
 
 
 @dataclass
@@ -211,11 +215,27 @@ class SAM2Model(nn.Module):
         return self._maskmem_pos[key]
 
     def condition_on_memory(self, feats: FrameFeatures, memory: MemoryContext | None) -> torch.Tensor:
-        """Fuse the frame's stride-16 features with its memory; ``None`` means an initial frame."""
+        """Fuse the frame's stride-16 features with its memory; ``None`` means an initial frame.
+
+        With a short-term context (``memory.recent``, SLM-SAM2) the long context goes through
+        ``memory_attention``, the short one through ``recent_memory_attention``, and
+        ``recent_memory_fuser`` fuses the two (see :mod:`.slm`).
+        """
+        if memory is None:
+            return feats.vision + self.no_mem_embed.view(1, -1, 1, 1)
+        long = self._attend(feats, memory, self.memory_attention)
+        if memory.recent is None:
+            return long
+        short_attention = getattr(self, "recent_memory_attention", None)
+        if short_attention is None:
+            raise ValueError("a short-term (SLM) memory needs a model with SLM modules: load it with memory 'slm'")
+        short = self._attend(feats, memory.recent, short_attention)
+        return self.recent_memory_fuser(short, long)
+
+    def _attend(self, feats: FrameFeatures, memory: MemoryContext, attention: nn.Module) -> torch.Tensor:
+        """One memory attention over the spatial memories and pointers of ``memory``."""
         vision = feats.vision
         b, c, h, w = vision.shape
-        if memory is None:
-            return vision + self.no_mem_embed.view(1, c, 1, 1)
         tokens, pos = [], []
         cfg = self.config
         for t_pos, mem in memory.spatial:
@@ -245,8 +265,10 @@ class SAM2Model(nn.Module):
             n_ptr_tokens = ptrs.shape[0]
         curr = vision.flatten(2).permute(2, 0, 1)
         curr_pos = feats.vision_pos.flatten(2).permute(2, 0, 1)
-        fused = self.memory_attention(curr=[curr], curr_pos=[curr_pos], memory=torch.cat(tokens, 0),
-                                      memory_pos=torch.cat(pos, 0), num_obj_ptr_tokens=n_ptr_tokens)
+        if not tokens:
+            raise ValueError("empty memory context: give None for a frame without memory")
+        fused = attention(curr=[curr], curr_pos=[curr_pos], memory=torch.cat(tokens, 0),
+                          memory_pos=torch.cat(pos, 0), num_obj_ptr_tokens=n_ptr_tokens)
         return fused.permute(1, 2, 0).reshape(b, c, h, w)
 
     def encode_memory(self, feats: FrameFeatures, high_res_masks: torch.Tensor,

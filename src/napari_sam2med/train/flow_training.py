@@ -33,7 +33,7 @@ Run (the last of the four runs behind the shipped weights; all four commands, th
 selection between parallel runs and the figures are in models/SAM2FLOW_MODEL_CARD.md)::
 
     python -m napari_sam2med.train.flow_training --steps 20000 --max-minutes 108 \\
-        --out models/sam2flow_v1.pt --resume run3.pt --lr 3e-4 --warmup 0.02 \\
+        --out runs/run4/weights.pt --resume run3.pt --lr 3e-4 --warmup 0.02 \\
         --vessel-weight 10 --roi-weight 5 --curriculum 0 --seed 4 --threads 1
 """
 
@@ -50,8 +50,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..flow.estimator import SAM2FlowEstimator
-from ..flow.model import SAM2Flow, SAM2FlowConfig
+from ..flow.estimators.sam2flow import SAM2FlowEstimator
+from ..flow.estimators.sam2flow import save_flow_weights as save_weights
+from ..flow.metrics import MetricAccumulator, roi_iou_per_vessel
+from ..flow.net.model import SAM2Flow, SAM2FlowConfig
 from ..flow.synthetic import SyntheticConfig, make_video, prompts_for, validation_set
 
 TRAIN_SEED0 = 1_000_000
@@ -219,47 +221,39 @@ def tvl1_flow(frame0: np.ndarray, frame1: np.ndarray) -> np.ndarray:
     return np.stack([v, u], axis=-1).astype(np.float32)
 
 
-def _metrics(errors: np.ndarray) -> dict:
-    return {
-        "epe": float(errors.mean()),
-        "acc_1px": float((errors < 1).mean()),
-        "acc_3px": float((errors < 3).mean()),
-        "acc_5px": float((errors < 5).mean()),
-        "n_pixels": int(errors.size),
-    }
-
-
 def evaluate(model: SAM2Flow, videos, with_tvl1: bool = True, iters=None) -> dict:
     """EPE and 1/3/5-px accuracy inside the GT vessel mask for SAM2Flow (and TV-L1).
 
-    Also reports the mean ROI IoU of the predicted ``roi_ids`` against the prompted vessels.
+    Also reports ``roi_iou_mean_per_vessel`` (:func:`napari_sam2med.flow.metrics.roi_iou_per_vessel`
+    averaged over vessels and pairs; not the benchmark's pooled union IoU).
     """
     est = SAM2FlowEstimator(model, iters=iters)
-    ours, base, ious, speed_err = [], [], [], []
+    ours, base, ious = MetricAccumulator(), MetricAccumulator(), []
     for video in videos:
         mask = video.vessel_ids > 0
         est.reset(video.frames[0], prompts_for(video, seed=1))
         for t in range(len(video.frames) - 1):
             step = est.step(video.frames[t + 1])
-            ours.append(np.linalg.norm(step.flow - video.flow[t], axis=-1)[mask])
+            ours.update(step.flow, video.flow[t], mask)
             if with_tvl1:
-                base.append(np.linalg.norm(tvl1_flow(video.frames[t], video.frames[t + 1]) - video.flow[t], axis=-1)[mask])
-            for vid in np.unique(video.vessel_ids[mask]):
-                a, b = step.roi_ids == vid, video.vessel_ids == vid
-                ious.append((a & b).sum() / max((a | b).sum(), 1))
-    result = {"sam2flow": _metrics(np.concatenate(ours)), "roi_iou": float(np.mean(ious))}
+                base.update(tvl1_flow(video.frames[t], video.frames[t + 1]), video.flow[t], mask)
+            ious.extend(roi_iou_per_vessel(step.roi_ids, video.vessel_ids))
+    result = {"sam2flow": ours.result().as_dict(), "roi_iou_mean_per_vessel": float(np.mean(ious))}
     if with_tvl1:
-        result["tvl1"] = _metrics(np.concatenate(base))
+        result["tvl1"] = base.result().as_dict()
     return result
 
 
-def save_weights(model: SAM2Flow, path: Path, extra: dict | None = None, half: bool = True) -> None:
-    """Write ``{"config", "model", "meta"}`` (fp16 tensors by default) atomically."""
-    state = {k: (v.half() if half and v.is_floating_point() else v).clone() for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"config": model.cfg.to_dict(), "model": state, "meta": json.dumps(extra or {})}, tmp)
-    tmp.replace(path)
+def load_init(model: SAM2Flow, path: Path) -> list[str]:
+    """Load weights whose keys are a subset of ``model``'s; returns the keys left at their init.
+
+    Only the gated-feedback layers (``warm_gate.*``, absent from v1 checkpoints) may be missing.
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True)["model"]
+    missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    if unexpected or any(not k.startswith("warm_gate.") for k in missing):
+        raise ValueError(f"{path} does not fit the model: missing {missing}, unexpected {unexpected}")
+    return missing
 
 
 def train(cfg: TrainConfig, out: Path, log=print, resume: Path | None = None) -> SAM2Flow:
@@ -267,8 +261,7 @@ def train(cfg: TrainConfig, out: Path, log=print, resume: Path | None = None) ->
     torch.manual_seed(cfg.seed)
     model = SAM2Flow(SAM2FlowConfig(iters=cfg.iters))  # inference runs as many steps as training
     if resume is not None:
-        state = torch.load(resume, map_location="cpu", weights_only=True)["model"]
-        model.load_state_dict({k: v.float() for k, v in state.items()})
+        load_init(model, resume)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sampler = ClipSampler(cfg)
@@ -307,7 +300,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="Train SAM2Flow on synthetic capillary videos.")
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--max-minutes", type=float, default=36.0)
-    parser.add_argument("--out", type=Path, default=Path("models/sam2flow_v1.pt"))
+    parser.add_argument("--out", type=Path, default=None,
+                        help="weights file (default: runs/flow_<time>/weights.pt; never the shipped file)")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--crop", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
@@ -327,8 +321,12 @@ def main(argv=None) -> None:
     parser.add_argument("--eval-videos", type=int, default=12)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.out is None:
+        if args.eval_only:
+            parser.error("--eval-only needs --out WEIGHTS")
+        args.out = Path("runs") / time.strftime("flow_%Y%m%d_%H%M%S") / "weights.pt"
     if args.eval_only:
-        from ..flow.estimator import load_flow_model
+        from ..flow.estimators.sam2flow import load_flow_model
 
         model = load_flow_model(args.out)
     else:
@@ -343,7 +341,9 @@ def main(argv=None) -> None:
     result = evaluate(model, validation_set(args.eval_videos))
     result["eval_s"] = time.perf_counter() - t0
     print(json.dumps(result, indent=2), flush=True)
-    args.out.with_suffix(".eval.json").write_text(json.dumps(result, indent=2))
+    from ..io.writers import atomic_write
+
+    atomic_write(args.out.with_suffix(".eval.json"), lambda tmp: tmp.write_text(json.dumps(result, indent=2)))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,245 @@
+"""AutoSAM2's learned prompt encoder: a small CNN that replaces SAM2's clicks.
+
+:class:`PromptNet` looks at the image (at its own input size) and produces what SAM2's prompt
+encoder would give the mask decoder: a dense prompt embedding ``(B, C, H/16, W/16)`` and a
+few sparse tokens ``(B, K, C)``. SAM2 itself stays frozen; :func:`auto_decode` runs SAM2's own
+mask decoder (``model.sam_mask_decoder``) on those embeddings.
+
+A prompt encoder is only meaningful for the SAM2 weights it was trained against, so the file
+(:func:`save_prompt_net`) records that model's name and a SHA-256 of its parameters
+(:func:`sam2_fingerprint`), and :func:`load_prompt_net` refuses any other SAM2.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..sam2.model import NO_OBJ_SCORE, FrameFeatures, SAM2Model
+
+__all__ = ["PromptNetConfig", "PromptNet", "sam2_fingerprint", "auto_decode", "save_prompt_net",
+           "load_prompt_net", "PromptNetMismatch"]
+
+FORMAT = "napari-sam2med/autosam2-prompt-encoder/1"
+
+
+class PromptNetMismatch(ValueError):
+    """The prompt encoder was trained against other SAM2 weights than the ones in use."""
+
+
+@dataclass(frozen=True)
+class PromptNetConfig:
+    """Architecture of a :class:`PromptNet`.
+
+    Parameters
+    ----------
+    embed_dim : int
+        SAM2's prompt width (``model.config.d_model``).
+    feat_size : int
+        Side of SAM2's stride-16 map (``model.config.feat_size``).
+    input_size : int
+        Side the image is resized to for this network (its own input size).
+    width : int
+        Channels of the first level (doubling per level, 4 levels down to stride 16).
+    sparse_tokens : int
+        Sparse prompt tokens produced (0 for a dense prompt only).
+    """
+
+    embed_dim: int
+    feat_size: int
+    input_size: int = 128
+    width: int = 16
+    sparse_tokens: int = 2
+
+    @classmethod
+    def for_model(cls, model: SAM2Model, **kw) -> "PromptNetConfig":
+        """A configuration matching ``model``'s decoder input (``kw`` overrides the rest)."""
+        return cls(embed_dim=model.config.d_model, feat_size=model.config.feat_size, **kw)
+
+
+def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+    )
+
+
+class PromptNet(nn.Module):
+    """A compact U-Net-style encoder-decoder giving SAM2 prompt embeddings.
+
+    Four stride-2 levels down to stride 16 of its input, a decoder back up to stride 4 with skip
+    connections (fine detail for the dense prompt), then a resize to SAM2's embedding grid and a
+    1x1 adapter to SAM2's channel width. Sparse tokens come from the pooled bottleneck.
+    """
+
+    def __init__(self, config: PromptNetConfig):
+        super().__init__()
+        self.config = config
+        w = config.width
+        chans = [w, 2 * w, 4 * w, 8 * w]
+        self.down = nn.ModuleList([_block(3, chans[0], 2)] + [_block(chans[i], chans[i + 1], 2) for i in range(3)])
+        self.up = nn.ModuleList([_block(chans[i + 1] + chans[i], chans[i], 1) for i in (2, 1)])
+        self.adapter = nn.Conv2d(chans[1], config.embed_dim, 1)  # 1x1: match SAM2's channels
+        self.sparse = nn.Linear(chans[3], config.sparse_tokens * config.embed_dim) if config.sparse_tokens else None
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompt embeddings of normalised images ``(B, 3, S, S)`` (SAM2's input).
+
+        Returns
+        -------
+        (sparse, dense) : tuple of Tensor
+            ``(B, K, C)`` and ``(B, C, feat_size, feat_size)``.
+        """
+        s = self.config.input_size
+        x = images if tuple(images.shape[-2:]) == (s, s) else F.interpolate(
+            images, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+        skips = []
+        for block in self.down:
+            x = block(x)
+            skips.append(x)
+        for block, skip in zip(self.up, (skips[2], skips[1])):
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = block(torch.cat([x, skip], dim=1))
+        f = self.config.feat_size
+        if tuple(x.shape[-2:]) != (f, f):
+            x = F.interpolate(x, size=(f, f), mode="bilinear", align_corners=False, antialias=True)
+        dense = self.adapter(x)
+        b, c = images.shape[0], self.config.embed_dim
+        if self.sparse is None:
+            return dense.new_zeros(b, 0, c), dense
+        pooled = skips[-1].mean(dim=(2, 3))
+        return self.sparse(pooled).view(b, self.config.sparse_tokens, c), dense
+
+
+def auto_decode(model: SAM2Model, feats: FrameFeatures, sparse: torch.Tensor, dense: torch.Tensor,
+                gate: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run SAM2's own mask decoder on an initial frame with learned prompt embeddings.
+
+    The frame is treated as SAM2 treats a prompted frame without memory (``condition_on_memory``
+    with ``None``); one mask token is used (``multimask_output=False``), the output SAM2 gives
+    for an unambiguous prompt.
+
+    Parameters
+    ----------
+    model : SAM2Model
+        Frozen SAM2 (gradients still flow through its decoder to the prompt embeddings).
+    feats : FrameFeatures
+        Image features from ``model.encode_image``.
+    sparse, dense : Tensor
+        From :class:`PromptNet`.
+    gate : bool
+        Write ``NO_OBJ_SCORE`` where the object-score head says the object is absent (as SAM2
+        does at inference); off during training.
+
+    Returns
+    -------
+    (low_res_logits, object_score_logits) : tuple of Tensor
+        ``(B, 1, S/4, S/4)`` and ``(B, 1)``.
+    """
+    pix = model.condition_on_memory(feats, None)
+    masks, _ious, _tokens, score = model.sam_mask_decoder(
+        image_embeddings=pix, image_pe=model.sam_prompt_encoder.get_dense_pe(),
+        sparse_prompt_embeddings=sparse.to(pix.dtype), dense_prompt_embeddings=dense.to(pix.dtype),
+        multimask_output=False, repeat_image=False, high_res_features=list(feats.high_res),
+    )
+    masks = masks.float()
+    if gate:
+        masks = torch.where((score > 0)[:, None, None], masks, NO_OBJ_SCORE)
+    return masks, score.float()
+
+
+def sam2_fingerprint(model: SAM2Model) -> str:
+    """SHA-256 of a SAM2 model's parameters and buffers (names, dtypes, shapes and bytes).
+
+    It identifies the weights actually in use, whatever file (or seed) they came from; SLM
+    modules are left out, since AutoSAM2 decodes initial frames only.
+    """
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        if name.startswith(("recent_memory_attention", "recent_memory_fuser")):
+            continue
+        t = t.detach().to("cpu", torch.float32).contiguous()
+        h.update(f"{name}:{tuple(t.shape)};".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def save_prompt_net(path: str | Path, net: PromptNet, sam2: SAM2Model, *, fp16: bool = True,
+                    extra: dict | None = None) -> Path:
+    """Save a prompt encoder on its own, with the SAM2 weights it was trained against.
+
+    Parameters
+    ----------
+    path : path
+        Output ``.pt`` file (written atomically).
+    net : PromptNet
+        The trained network.
+    sam2 : SAM2Model
+        The frozen SAM2 it was trained against (its name and :func:`sam2_fingerprint` are stored).
+    fp16 : bool
+        Store floating-point tensors in half precision (shipped weights are small).
+    extra : dict, optional
+        Plain data (numbers, strings) recorded with it, e.g. training steps and metrics.
+    """
+    from ..io.writers import atomic_write
+
+    sd = {k: (v.half() if fp16 and v.is_floating_point() else v).detach().cpu() for k, v in net.state_dict().items()}
+    blob = {"format": FORMAT, "prompt_encoder": sd,
+            "sam2": {"name": sam2.config.name, "image_size": sam2.config.image_size,
+                     "sha256": sam2_fingerprint(sam2)},
+            "config": asdict(net.config), "extra": dict(extra or {})}
+    return atomic_write(Path(path), lambda tmp: torch.save(blob, tmp))
+
+
+def load_prompt_net(path: str | Path, sam2: SAM2Model | None = None, *, check: bool = True) -> tuple[PromptNet, dict]:
+    """Load a prompt encoder saved by :func:`save_prompt_net` (``weights_only=True``, strict).
+
+    Parameters
+    ----------
+    path : path
+        The file.
+    sam2 : SAM2Model, optional
+        The SAM2 in use; with ``check`` its name, image size and weights must match the file's.
+
+    Returns
+    -------
+    (PromptNet, dict)
+        The network (eval mode, fp32, on ``sam2``'s device if given) and the file's ``sam2`` record.
+
+    Raises
+    ------
+    PromptNetMismatch
+        The file was trained against other SAM2 weights.
+    ValueError
+        The file is not an AutoSAM2 prompt encoder.
+    """
+    path = Path(path)
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"prompt-encoder file not found: {path}") from None
+    except Exception as err:  # unpickling errors of a foreign file
+        raise ValueError(f"{path.name} is not a readable prompt-encoder file ({type(err).__name__})") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise ValueError(f"{path.name} is not an AutoSAM2 prompt-encoder file")
+    rec = blob["sam2"]
+    if sam2 is not None and check:
+        if rec["name"] != sam2.config.name or int(rec["image_size"]) != sam2.config.image_size:
+            raise PromptNetMismatch(
+                f"{path.name} was trained against SAM2 {rec['name']!r} at {rec['image_size']} px, "
+                f"but {sam2.config.name!r} at {sam2.config.image_size} px is in use")
+        if rec["sha256"] != sam2_fingerprint(sam2):
+            raise PromptNetMismatch(
+                f"{path.name} was trained against other {rec['name']!r} weights (sha256 {rec['sha256'][:12]}...); "
+                "load the SAM2 checkpoint it was trained with")
+    net = PromptNet(PromptNetConfig(**blob["config"]))
+    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["prompt_encoder"].items()},
+                        strict=True)
+    if sam2 is not None:
+        net = net.to(sam2.device)
+    return net.eval(), rec

@@ -1,0 +1,233 @@
+"""Train an AutoSAM2 prompt encoder against a FROZEN SAM2 (a generator; drive it with ``engine.run_to_end``).
+
+Only :class:`~.prompt_net.PromptNet` learns. SAM2's parameters get ``requires_grad_(False)``;
+its image encoder runs under ``no_grad`` (features are cached per image and flip/rotation), and
+gradients reach the prompt network through SAM2's own mask decoder only (:func:`.auto_decode`).
+The SAM2 weights are fingerprinted before and after training; a change is an error.
+
+Loss: Dice + binary cross-entropy on the low-resolution mask logits, plus a small BCE term on
+SAM2's object-score head (object present iff the label is non-empty).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Generator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..engine.preprocess import frame_to_tensor
+from ..sam2.model import FrameFeatures, SAM2Model
+from .prompt_net import PromptNet, PromptNetConfig, auto_decode, sam2_fingerprint
+
+__all__ = ["AutoTrainConfig", "AutoTrainStep", "AutoTrainResult", "train_prompt_net", "dice_bce_loss"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AutoTrainConfig:
+    """Recipe of a prompt-encoder training.
+
+    Parameters
+    ----------
+    steps, batch_size, lr, weight_decay : training length and AdamW settings.
+    dice_weight, bce_weight, score_weight : loss weights.
+    augment : bool
+        Random flips / 90-degree rotations (SAM2 features are cached per variant) and a gamma /
+        contrast jitter of the prompt network's own input.
+    input_size, width, sparse_tokens : PromptNet architecture (see :class:`.PromptNetConfig`).
+    seed : int
+        Seeds the network initialisation and the sampling.
+    checkpoint : path, optional
+        Where to save a resumable state every ``checkpoint_every`` steps (and at the end);
+        training resumes from it when it exists.
+    """
+
+    steps: int = 200
+    batch_size: int = 4
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    dice_weight: float = 1.0
+    bce_weight: float = 1.0
+    score_weight: float = 0.1
+    augment: bool = True
+    input_size: int = 128
+    width: int = 16
+    sparse_tokens: int = 2
+    seed: int = 0
+    checkpoint: str | None = None
+    checkpoint_every: int = 50
+
+
+@dataclass
+class AutoTrainStep:
+    """Progress of one optimisation step."""
+
+    step: int
+    total: int
+    loss: float
+    dice: float
+
+
+@dataclass
+class AutoTrainResult:
+    """The trained network and its loss history."""
+
+    net: PromptNet
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: float = 1.0,
+                  bce_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Soft Dice + BCE of mask logits against a {0, 1} target; returns ``(loss, hard dice)``."""
+    prob = torch.sigmoid(logits)
+    inter = (prob * target).flatten(1).sum(1)
+    denom = prob.flatten(1).sum(1) + target.flatten(1).sum(1)
+    soft_dice = 1 - (2 * inter + 1) / (denom + 1)
+    bce = F.binary_cross_entropy_with_logits(logits, target)
+    with torch.no_grad():
+        hard = (logits > 0).float()
+        hd = (2 * (hard * target).flatten(1).sum(1) + 1e-6) / (hard.flatten(1).sum(1) + target.flatten(1).sum(1) + 1e-6)
+    return dice_weight * soft_dice.mean() + bce_weight * bce, hd.mean()
+
+
+def _variant(a: np.ndarray, k: int) -> np.ndarray:
+    """The ``k``-th (0..7) dihedral variant of a (Y, X[, C]) array."""
+    a = np.rot90(a, k % 4, axes=(0, 1))
+    return np.ascontiguousarray(a[:, ::-1] if k >= 4 else a)
+
+
+class _FeatureStore:
+    """Frozen-SAM2 features and low-res targets per (sample, variant), computed once."""
+
+    def __init__(self, model: SAM2Model, images: Sequence[np.ndarray], masks: Sequence[np.ndarray]):
+        self.model, self.images, self.masks = model, images, masks
+        self.cache: dict[tuple[int, int], tuple[torch.Tensor, FrameFeatures, torch.Tensor]] = {}
+
+    def get(self, i: int, k: int):
+        if (i, k) not in self.cache:
+            m = self.model
+            s = m.image_size
+            x = frame_to_tensor(_variant(self.images[i], k), s, m.device)
+            with torch.no_grad():
+                f = m.encode_image(x)
+            y = torch.from_numpy(_variant(self.masks[i].astype(np.float32), k))[None, None].to(m.device)
+            y = (F.interpolate(y, size=(s // 4, s // 4), mode="area") >= 0.5).float()
+            self.cache[(i, k)] = (x, f, y)
+        return self.cache[(i, k)]
+
+
+def _cat(feats: list[FrameFeatures]) -> FrameFeatures:
+    return FrameFeatures(torch.cat([f.vision for f in feats]), torch.cat([f.vision_pos for f in feats]),
+                         (torch.cat([f.high_res[0] for f in feats]), torch.cat([f.high_res[1] for f in feats])))
+
+
+def _jitter(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Contrast / brightness jitter of the prompt network's input (SAM2 sees the original)."""
+    return x * float(rng.uniform(0.8, 1.25)) + float(rng.uniform(-0.2, 0.2))
+
+
+def train_prompt_net(model: SAM2Model, images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
+                     config: AutoTrainConfig = AutoTrainConfig(), net: PromptNet | None = None,
+                     ) -> Generator[AutoTrainStep, None, AutoTrainResult]:
+    """Train a prompt encoder so that frozen SAM2 segments ``masks`` from ``images`` without clicks.
+
+    Parameters
+    ----------
+    model : SAM2Model
+        Frozen SAM2 (left exactly as it was; checked).
+    images : sequence of ndarray
+        (Y, X) or (Y, X, 3) slices scaled to [0, 1].
+    masks : sequence of ndarray
+        Matching bool (Y, X) labels of the one object to find.
+    config : AutoTrainConfig
+        The recipe.
+    net : PromptNet, optional
+        Start from this network (default: a new one for ``model``).
+
+    Yields
+    ------
+    AutoTrainStep
+        One per step.
+
+    Returns
+    -------
+    AutoTrainResult
+    """
+    if len(images) == 0 or len(images) != len(masks):
+        raise ValueError("need the same, non-zero number of images and masks")
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    net = net or PromptNet(PromptNetConfig.for_model(model, input_size=config.input_size, width=config.width,
+                                                     sparse_tokens=config.sparse_tokens))
+    dev = model.device
+    net = net.to(dev).train()
+    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=max(config.steps, 2),
+                                                pct_start=0.1)
+    start, history = 0, []
+    ckpt = Path(config.checkpoint) if config.checkpoint else None
+    if ckpt is not None and ckpt.is_file():
+        state = torch.load(ckpt, map_location=dev, weights_only=True)
+        net.load_state_dict(state["net"], strict=True)
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        start, history = int(state["step"]), list(state["history"])
+        log.info("resumed %s at step %d", ckpt, start)
+
+    flags = [p.requires_grad for p in model.parameters()]
+    was_training = model.training
+    model.requires_grad_(False)
+    model.eval()
+    before = sam2_fingerprint(model)
+    store = _FeatureStore(model, images, masks)
+    t0 = time.perf_counter()
+    try:
+        for step in range(start, config.steps):
+            idx = rng.integers(0, len(images), size=config.batch_size)
+            var = rng.integers(0, 8 if config.augment else 1, size=config.batch_size)
+            items = [store.get(int(i), int(k)) for i, k in zip(idx, var)]
+            x = torch.cat([it[0] for it in items])
+            if config.augment:
+                x = _jitter(x, rng)
+            y = torch.cat([it[2] for it in items])
+            sparse, dense = net(x)
+            logits, score = auto_decode(model, _cat([it[1] for it in items]), sparse, dense, gate=False)
+            loss, hard = dice_bce_loss(logits, y, config.dice_weight, config.bce_weight)
+            present = (y.flatten(1).amax(1, keepdim=True) > 0).float()
+            loss = loss + config.score_weight * F.binary_cross_entropy_with_logits(score, present)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            history.append({"step": step + 1, "loss": float(loss.detach()), "dice": float(hard)})
+            if ckpt is not None and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps):
+                _save_state(ckpt, net, opt, sched, step + 1, history)
+            yield AutoTrainStep(step + 1, config.steps, float(loss.detach()), float(hard))
+    finally:
+        for p, f in zip(model.parameters(), flags):
+            p.requires_grad_(f)
+        model.train(was_training)
+    if sam2_fingerprint(model) != before:
+        raise RuntimeError("SAM2 parameters changed during prompt-encoder training (they must stay frozen)")
+    return AutoTrainResult(net=net.eval(), history=history, seconds=time.perf_counter() - t0)
+
+
+def _save_state(path: Path, net, opt, sched, step: int, history: list[dict]) -> None:
+    from ..io.writers import atomic_write
+
+    state = {"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step,
+             "history": history}
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def config_record(config: AutoTrainConfig) -> dict:
+    """Plain-data record of a recipe (for the saved file and the model card)."""
+    return {k: v for k, v in asdict(config).items() if k not in ("checkpoint",)}

@@ -1,0 +1,259 @@
+"""The image encoder exported to ONNX and run with ONNX Runtime on the CPU.
+
+The exported graph is exactly :meth:`SAM2Model.encode_image` (Hiera trunk, FPN neck and the
+mask decoder's ``conv_s0`` / ``conv_s1``), for batch 1 at one image size. It is exported once
+per (model, encoder weights, image size, exporter) and cached in ``<cache_dir()>/onnx/`` (the
+checkpoint cache, ``$SAM2MED_CACHE``) with a ``.sha256`` sidecar; a cached file whose checksum
+does not match, or that ONNX Runtime cannot load, is exported again, never used.
+
+The cache key holds a SHA-256 of the encoder's tensors rather than the checkpoint file's hash:
+it is what the graph embeds, it covers random-init and fine-tuned models alike, and two
+checkpoints that share an encoder share one export.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..io.writers import atomic_write
+from ..sam2.checkpoint import cache_dir, sha256_of, sidecar_path
+from ..sam2.model import FrameFeatures, SAM2Model
+
+__all__ = ["EXPORTER_VERSION", "ExportKey", "OnnxEncoder", "OnnxExportError", "encoder_digest", "export_key",
+           "ensure_exported", "onnx_cache_dir"]
+
+log = logging.getLogger(__name__)
+
+#: Bump when the exported graph changes (outputs, wrapper, export options): old files are then ignored.
+_GRAPH_FORMAT = 1
+#: Part of the cache key: a new torch (its exporter) gives a new file.
+EXPORTER_VERSION = f"torch{torch.__version__.split('+')[0]}-dynamo-g{_GRAPH_FORMAT}"
+_OUTPUTS = ("vision", "vision_pos", "high_res_s0", "high_res_s1")
+
+
+class OnnxExportError(RuntimeError):
+    """The encoder could not be exported or loaded (the caller falls back to PyTorch)."""
+
+
+class _EncoderGraph(nn.Module):
+    """``encode_image`` as a module with plain tensor outputs (what the exporter traces)."""
+
+    def __init__(self, model: SAM2Model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor):
+        f = self.model.encode_image(images)
+        return f.vision, f.vision_pos, f.high_res[0], f.high_res[1]
+
+
+def _encoder_tensors(model: SAM2Model):
+    yield from model.image_encoder.state_dict().items()
+    dec = model.sam_mask_decoder
+    for name in ("conv_s0", "conv_s1"):
+        for k, v in getattr(dec, name).state_dict().items():
+            yield f"{name}.{k}", v
+
+
+def encoder_digest(model: SAM2Model) -> str:
+    """SHA-256 over the names, shapes, dtypes and values of every tensor the exported graph embeds."""
+    h = hashlib.sha256()
+    for name, t in _encoder_tensors(model):
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ExportKey:
+    """What one exported file is valid for."""
+
+    model: str
+    weights: str  # encoder_digest
+    image_size: int
+    exporter: str = EXPORTER_VERSION
+
+    @property
+    def filename(self) -> str:
+        exp = hashlib.sha256(self.exporter.encode()).hexdigest()[:8]
+        return f"{self.model}-encoder-{self.image_size}px-{self.weights[:16]}-{exp}.onnx"
+
+
+def export_key(model: SAM2Model) -> ExportKey:
+    """The cache key of ``model``'s encoder at its configured image size."""
+    return ExportKey(model.config.name, encoder_digest(model), int(model.image_size))
+
+
+def onnx_cache_dir() -> Path:
+    """``<checkpoint cache>/onnx``: where exported encoders live."""
+    return cache_dir() / "onnx"
+
+
+def export_encoder(model: SAM2Model, path: str | Path) -> None:
+    """Export ``model.encode_image`` (batch 1, the model's image size) to the ONNX file ``path``."""
+    # torch.export cannot trace under inference mode, which the session's callers often hold. Hiera
+    # caches its position embedding, keyed by the parameters' data pointers, when autograd is off
+    # or they are frozen; fake tensors have no data pointer, so trace with autograd on and those
+    # parameters requiring grad (the graph is the same; ONNX holds no autograd).
+    pos = [p for m in model.modules() if hasattr(m, "_pos_cache")
+           for p in (getattr(m, "pos_embed", None), getattr(m, "pos_embed_window", None))
+           if isinstance(p, nn.Parameter)]
+    flags = [p.requires_grad for p in pos]
+    try:
+        for p in pos:
+            p.requires_grad_(True)
+        with torch.inference_mode(False), torch.enable_grad():
+            _export(model, Path(path))
+    finally:
+        for p, flag in zip(pos, flags):
+            p.requires_grad_(flag)
+
+
+def _export(model: SAM2Model, path: Path) -> None:
+    s = int(model.image_size)
+    example = torch.zeros(1, 3, s, s, device=model.device)
+    # The exporter runs the forward on fake tensors; position-encoding modules memoise their grids
+    # (``_grid_cache``, possibly made under inference mode), so trace with empty caches and put the
+    # real ones back afterwards.
+    saved = {m: dict(m._grid_cache) for m in model.modules() if isinstance(getattr(m, "_grid_cache", None), dict)}
+    for m in saved:
+        m._grid_cache.clear()
+    was_training = model.training
+    model.eval()
+    # The exporter and its graph passes log and warn at length about internals; keep errors only.
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnx_ir", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(_EncoderGraph(model), (example,), dynamo=True, optimize=True,
+                                        input_names=["images"], output_names=list(_OUTPUTS), verbose=False)
+            if program is None:
+                raise OnnxExportError("the exporter returned no program")
+            program.save(str(path), external_data=False)
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+        for m, cache in saved.items():
+            m._grid_cache.clear()
+            m._grid_cache.update(cache)
+        model.train(was_training)
+
+
+def _session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = max(1, int(threads))
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3  # errors only
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def _load_cached(path: Path, threads: int):
+    """An ONNX Runtime session for a cached file, or ``None`` (missing, checksum mismatch, unloadable)."""
+    if not path.exists():
+        return None
+    side = sidecar_path(path)
+    recorded = side.read_text(encoding="utf-8").split()[:1] if side.exists() else []
+    if not recorded or recorded[0] != sha256_of(path):
+        log.warning("cached ONNX encoder %s does not match its checksum; exporting it again", path.name)
+        return None
+    try:
+        return _session(path, threads)
+    except Exception as err:  # onnxruntime raises its own exception types for bad files
+        log.warning("cached ONNX encoder %s cannot be loaded (%s); exporting it again",
+                    path.name, str(err).splitlines()[0] if str(err) else type(err).__name__)
+        return None
+
+
+def ensure_exported(model: SAM2Model, *, folder: str | Path | None = None, threads: int | None = None,
+                    key: ExportKey | None = None):
+    """Return ``(path, onnxruntime session)`` for ``model``'s encoder, exporting it if not cached.
+
+    Parameters
+    ----------
+    model : SAM2Model
+        The network (its current encoder weights and image size are the key).
+    folder : path, optional
+        Cache folder; default :func:`onnx_cache_dir`.
+    threads : int, optional
+        ONNX Runtime intra-op threads; default ``torch.get_num_threads()``.
+    key : ExportKey, optional
+        Precomputed :func:`export_key` (hashing a large encoder takes a moment).
+
+    Raises
+    ------
+    OnnxExportError
+        The export failed or its result cannot be loaded; nothing is left in the cache.
+    """
+    threads = torch.get_num_threads() if threads is None else threads
+    key = key or export_key(model)
+    folder = Path(folder) if folder is not None else onnx_cache_dir()
+    path = folder / key.filename
+    sess = _load_cached(path, threads)
+    if sess is not None:
+        return path, sess
+    folder.mkdir(parents=True, exist_ok=True)
+    log.warning("exporting the image encoder of %s at %d px to ONNX (once; cached in %s) ...",
+                key.model, key.image_size, folder)
+    t0 = time.perf_counter()
+    for stale in (path, sidecar_path(path)):
+        stale.unlink(missing_ok=True)
+    try:
+        atomic_write(path, lambda tmp: export_encoder(model, tmp))
+        atomic_write(sidecar_path(path),
+                     lambda tmp: tmp.write_text(f"{sha256_of(path)}  {path.name}\n", encoding="utf-8"))
+        sess = _session(path, threads)
+    except Exception as err:
+        for stale in (path, sidecar_path(path)):
+            stale.unlink(missing_ok=True)
+        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise OnnxExportError(f"{type(err).__name__}: {msg}") from err
+    log.info("exported %s in %.1f s", path.name, time.perf_counter() - t0)
+    return path, sess
+
+
+class OnnxEncoder:
+    """``model.encode_image`` on ONNX Runtime (CPU, exact float32 graph).
+
+    Parameters
+    ----------
+    model : SAM2Model
+        A CPU model; its encoder is exported (or taken from the cache) on construction.
+    folder : path, optional
+        Export cache folder (default :func:`onnx_cache_dir`).
+    threads : int, optional
+        Intra-op threads (default ``torch.get_num_threads()``, the PyTorch path's count).
+    """
+
+    name = "onnx"
+
+    def __init__(self, model: SAM2Model, *, folder: str | Path | None = None, threads: int | None = None):
+        if model.device.type != "cpu":
+            raise OnnxExportError(f"the ONNX engine runs on the CPU, the model is on {model.device}")
+        self.image_size = int(model.image_size)
+        self.path, self.session = ensure_exported(model, folder=folder, threads=threads)
+        self._input = self.session.get_inputs()[0].name
+
+    def __call__(self, images: torch.Tensor) -> FrameFeatures:
+        """Encode normalised images (B, 3, S, S), one ONNX run per image (the graph has batch 1)."""
+        if images.shape[-2:] != (self.image_size, self.image_size):
+            raise ValueError(f"the ONNX encoder was exported for {self.image_size} px, got {tuple(images.shape)}")
+        x = images.detach().to("cpu", torch.float32).numpy()
+        runs = [self.session.run(None, {self._input: np.ascontiguousarray(x[k:k + 1])}) for k in range(len(x))]
+        cat = [torch.from_numpy(np.concatenate([r[j] for r in runs])) for j in range(len(_OUTPUTS))]
+        return FrameFeatures(vision=cat[0], vision_pos=cat[1], high_res=(cat[2], cat[3]))

@@ -1,0 +1,1 @@
+"""Evaluation of promptable segmentation on labelled volumes: protocols, runner, reports, baselines."""

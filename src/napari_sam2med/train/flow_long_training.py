@@ -1,0 +1,231 @@
+"""Fine-tune SAM2Flow on long synthetic videos with truncated back-propagation through time.
+
+Why: the v1 weights were trained on 3-frame clips, so the feedback loop (warm start from the
+previous pair, memory, ROI gate) never ran for more than two pairs in training, and on long
+videos the warm start made the flow grow without bound (benchmarks/RESULTS.md, "long videos").
+
+Recipe
+------
+* Each sequence: ``batch`` synthetic videos of ``size``x``size`` px and ``L + 1`` frames
+  (training seeds ``TRAIN_SEED0 + 1_000_000 * seed + k``, disjoint from every held-out set),
+  random flips / transposes of the whole sequence, 2 prompted ROIs per video.
+* The sequence is streamed through the model in windows of ``chunk`` pairs. After each window
+  the loss is back-propagated and the optimizer steps; the memory bank (warm start, memory
+  entries, ROI gate) is carried into the next window, detached (truncated BPTT). So the model
+  is trained on the state it will see after ``L`` pairs, not only on a fresh bank.
+* Curriculum on length: ``L`` ramps from ``min_len`` to ``max_len`` pairs over the first
+  ``curriculum`` fraction of the run (``max_len >= 32``).
+* Loss, schedule and clipping as in :mod:`napari_sam2med.train.flow_training`.
+* Checkpoints: ``RUN/last.pt`` (model + optimizer + step, for ``--resume``) every
+  ``ckpt_minutes`` and fp16 weights ``RUN/step_XXXXXX.pt`` for selection. Never writes
+  ``models/``: the shipped file changes only by an explicit copy after selection.
+
+Run::
+
+    python -m napari_sam2med.train.flow_long_training --run runs/flow_long \\
+        --init models/sam2flow_v1.pt --max-minutes 100 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..flow.net.model import SAM2Flow, SAM2FlowConfig
+from ..flow.synthetic import SyntheticConfig, make_video
+from .flow_training import compute_loss, load_init, save_weights, schedule
+
+__all__ = ["LongTrainConfig", "LongSequenceSampler", "train_long", "main", "TRAIN_SEED0"]
+
+TRAIN_SEED0 = 50_000_000
+
+
+@dataclass
+class LongTrainConfig:
+    """Hyper-parameters of the long-unroll fine-tuning (see module docstring)."""
+
+    steps: int = 100_000
+    max_minutes: float = 90.0
+    batch: int = 4
+    size: int = 64
+    chunk: int = 4
+    min_len: int = 8
+    max_len: int = 48
+    curriculum: float = 0.3
+    iters: int = 4
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    warmup: float = 0.02
+    gamma: float = 0.8
+    vessel_weight: float = 10.0
+    roi_weight: float = 5.0
+    points: int = 5
+    rois: int = 2
+    ckpt_minutes: float = 4.0
+    snapshot_minutes: float = 10.0
+    seed: int = 0
+
+
+def _prompt_points(rng, mask, background, n_slots):
+    from scipy import ndimage as ndi
+
+    inner = ndi.binary_erosion(mask)
+    pool_pos = np.argwhere(inner if inner.any() else mask)
+    pool_neg = np.argwhere(background)
+    n_pos = int(rng.integers(1, 4))
+    n_neg = int(rng.integers(0, 3)) if len(pool_neg) else 0
+    pts = np.zeros((n_slots, 2), np.float32)
+    lab = np.full(n_slots, -1, np.int64)
+    both = [pool_pos[rng.integers(len(pool_pos), size=n_pos)]]
+    if n_neg:
+        both.append(pool_neg[rng.integers(len(pool_neg), size=n_neg)])
+    both = np.concatenate(both)
+    pts[: len(both)] = both
+    lab[:n_pos], lab[n_pos : len(both)] = 1, 0
+    return pts, lab
+
+
+class LongSequenceSampler:
+    """Batches of whole long synthetic sequences (frames, flow, ROI masks, vessel mask, prompts)."""
+
+    def __init__(self, cfg: LongTrainConfig, next_seed: int | None = None):
+        self.cfg = cfg
+        self.next_seed = TRAIN_SEED0 + 1_000_000 * cfg.seed if next_seed is None else next_seed
+        self.rng = np.random.default_rng(self.next_seed)
+
+    def _one(self, n_pairs: int):
+        c, rng = self.cfg, self.rng
+        while True:
+            self.next_seed += 1
+            video = make_video(SyntheticConfig(height=c.size, width=c.size, n_frames=n_pairs + 1, seed=self.next_seed))
+            ids = video.vessel_ids
+            present, counts = np.unique(ids[ids > 0], return_counts=True)
+            present = present[counts >= 20]
+            if len(present):
+                break
+        chosen = rng.choice(present, size=c.rois, replace=len(present) < c.rois)
+        frames, flow, vessel = video.frames, video.flow, ids > 0
+        masks = np.stack([ids == v for v in chosen])
+        pts, labs = zip(*(_prompt_points(rng, m, ids == 0, c.points) for m in masks))
+        pts = np.stack(pts)
+        if rng.random() < 0.5:  # flips / transpose: the flow components follow the axes
+            frames, flow, masks, vessel = frames[:, ::-1], flow[:, ::-1] * [-1, 1], masks[:, ::-1], vessel[::-1]
+            pts[..., 0] = c.size - 1 - pts[..., 0]
+        if rng.random() < 0.5:
+            frames, flow, masks, vessel = frames[:, :, ::-1], flow[:, :, ::-1] * [1, -1], masks[:, :, ::-1], vessel[:, ::-1]
+            pts[..., 1] = c.size - 1 - pts[..., 1]
+        if rng.random() < 0.5:
+            frames, flow = frames.transpose(0, 2, 1), flow.transpose(0, 2, 1, 3)[..., ::-1]
+            masks, vessel = masks.transpose(0, 2, 1), vessel.T
+            pts = pts[..., ::-1]
+        return (np.ascontiguousarray(a) for a in (frames, flow, masks, vessel, pts, np.stack(labs)))
+
+    def sequence(self, n_pairs: int):
+        """``frames`` (B, T, 1, S, S), ``flow`` (B, T-1, 2, S, S), ``masks`` (B, R, S, S), ``vessel``
+        (B, S, S), ``points`` (B, R, P, 2), ``labels`` (B, R, P) for ``T = n_pairs + 1``."""
+        items = [tuple(self._one(n_pairs)) for _ in range(self.cfg.batch)]
+        frames, flow, masks, vessel, pts, labs = (torch.from_numpy(np.stack(x)) for x in zip(*items))
+        return (frames.float()[:, :, None], flow.float().permute(0, 1, 4, 2, 3), masks.float(), vessel.float(),
+                pts.float(), labs)
+
+
+def sequence_length(cfg: LongTrainConfig, progress: float) -> int:
+    """Pairs per sequence at training ``progress`` (curriculum), a multiple of ``chunk``."""
+    ramp = min(progress / cfg.curriculum, 1.0) if cfg.curriculum > 0 else 1.0
+    n = cfg.min_len + ramp * (cfg.max_len - cfg.min_len)
+    return max(cfg.chunk, int(round(n / cfg.chunk)) * cfg.chunk)
+
+
+def train_long(cfg: LongTrainConfig, run: Path, init: Path | None = None, resume: bool = False, log=print) -> SAM2Flow:
+    """Fine-tune per ``cfg`` into the run folder ``run`` (see module docstring)."""
+    run.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    model = SAM2Flow(SAM2FlowConfig(iters=cfg.iters, feedback="gated"))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    step, elapsed0, next_seed = 0, 0.0, None
+    last = run / "last.pt"
+    if resume and last.is_file():
+        ck = torch.load(last, map_location="cpu", weights_only=True)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        step, elapsed0, next_seed = ck["step"], ck["elapsed"], ck["next_seed"]
+        log(f"resumed from {last} at step {step} ({elapsed0:.0f}s)")
+    elif init is not None:
+        log(f"init from {init}; new layers: {load_init(model, init)}")
+    (run / "config.json").write_text(json.dumps({"train": asdict(cfg), "init": str(init)}, indent=2))
+    model.train()
+    sampler = LongSequenceSampler(cfg, next_seed)
+    start = time.perf_counter() - elapsed0
+    last_ckpt = last_snap = time.perf_counter()
+    done = False
+    while not done:
+        progress = max(step / cfg.steps, (time.perf_counter() - start) / (60 * cfg.max_minutes))
+        if progress >= 1.0:
+            break
+        n_pairs = sequence_length(cfg, progress)
+        frames, flow, masks, vessel, pts, labs = sampler.sequence(n_pairs)
+        bank = model.new_memory()
+        window_stats = []
+        for t0 in range(0, n_pairs, cfg.chunk):
+            elapsed = time.perf_counter() - start
+            progress = max(step / cfg.steps, elapsed / (60 * cfg.max_minutes))
+            if progress >= 1.0:
+                done = True
+                break
+            for group in opt.param_groups:
+                group["lr"] = schedule(progress, cfg.lr, cfg.warmup)
+            outputs = model(frames[:, t0 : t0 + cfg.chunk + 1], pts, labs, iters=cfg.iters, bank=bank)
+            loss, stats = compute_loss(outputs, flow[:, t0 : t0 + cfg.chunk], masks, vessel, cfg.gamma,
+                                       cfg.vessel_weight, cfg.roi_weight)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss at step {step}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            bank.detach()  # truncated BPTT: carry the state, not its history
+            step += 1
+            window_stats.append(stats["epe_vessel"])
+            now = time.perf_counter()
+            if now - last_ckpt > 60 * cfg.ckpt_minutes:
+                torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+                            "elapsed": now - start, "next_seed": sampler.next_seed}, last.with_suffix(".tmp"))
+                last.with_suffix(".tmp").replace(last)
+                last_ckpt = now
+            if now - last_snap > 60 * cfg.snapshot_minutes:
+                save_weights(model, run / f"step_{step:06d}.pt", {"steps": step, "wall_s": now - start})
+                last_snap = now
+        if window_stats:
+            k = max(len(window_stats) // 4, 1)
+            log(f"step {step} t={time.perf_counter() - start:.0f}s L={n_pairs} lr={opt.param_groups[0]['lr']:.2e} "
+                f"epe first/last quarter {np.mean(window_stats[:k]):.3f}/{np.mean(window_stats[-k:]):.3f}")
+    model.eval()
+    wall = time.perf_counter() - start
+    save_weights(model, run / "final.pt", {"steps": step, "wall_s": wall, "train": asdict(cfg), "init": str(init)})
+    log(f"done: {step} steps in {wall:.0f}s -> {run / 'final.pt'}")
+    return model
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="Fine-tune SAM2Flow on long synthetic videos (truncated BPTT).")
+    parser.add_argument("--run", type=Path, required=True, help="run folder (checkpoints, snapshots, final.pt)")
+    parser.add_argument("--init", type=Path, default=None, help="weights to start from (e.g. models/sam2flow_v1.pt)")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
+    parser.add_argument("--threads", type=int, default=1)
+    defaults = LongTrainConfig()
+    for name, value in asdict(defaults).items():
+        parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cfg = LongTrainConfig(**{k: getattr(args, k) for k in asdict(defaults)})
+    train_long(cfg, args.run, args.init, args.resume, log=lambda s: print(s, flush=True))
+
+
+if __name__ == "__main__":
+    main()

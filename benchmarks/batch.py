@@ -94,6 +94,7 @@ def on_cluster(manifest: Path, out: Path, spec, workers: int) -> dict:
     from napari_sam2med.batch.manifest import load_jobs
     from napari_sam2med.batch.runner import quiet_dask_logs, run_batch
     from napari_sam2med.batch.task import sidecar_path
+    from napari_sam2med.engine.progress import run_to_end
 
     jobs = load_jobs(manifest, out)
     out.mkdir()
@@ -104,17 +105,13 @@ def on_cluster(manifest: Path, out: Path, spec, workers: int) -> dict:
     t_cluster = time.perf_counter() - t0
     try:
         done_at = []
-        gen = run_batch(jobs, spec, out, client=client)
-        last = 0
-        while True:
-            try:
-                step = next(gen)
-            except StopIteration as stop:
-                summary = stop.value
-                break
-            if step.done > last:
-                done_at += [time.perf_counter()] * (step.done - last)
-                last = step.done
+
+        def note_done(step) -> None:
+            # One timestamp per finished volume (a step may report several at once).
+            if step.done > len(done_at):
+                done_at.extend([time.perf_counter()] * (step.done - len(done_at)))
+
+        summary = run_to_end(run_batch(jobs, spec, out, client=client), on_step=note_done)
         assert not summary.failures, summary.failures
         wall = time.perf_counter() - t0
         steady = done_at[-1] - done_at[0]

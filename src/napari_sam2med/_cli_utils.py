@@ -102,13 +102,18 @@ MEMORY_KINDS = ("sam2", "slm")
 ENGINE_KINDS = ("torch", "onnx", "auto")
 
 
-def add_engine_args(p: argparse.ArgumentParser, encoder_engine: bool = False) -> None:
+def add_engine_args(p: argparse.ArgumentParser, encoder_engine: bool = False, crop: bool = False) -> None:
     """Add the shared propagation-engine arguments (``--memory``) for commands that propagate with a Session.
 
     ``encoder_engine=True`` also adds ``--engine torch|onnx|auto`` (the image-encoder engine,
     ``Session(engine=...)``); only commands that pass it on to their Session ask for it.
+    ``crop=True`` adds ``--crop-context F`` (``engine.crop``; passed to ``segment_to_file``).
     """
     g = p.add_argument_group("engine")
+    if crop:
+        g.add_argument("--crop-context", type=float, default=None, metavar="F",
+                       help="segment each object in a square window F times its prompt box (0: whole slices; "
+                            "default: the model's, e.g. 3 for sam2med-small-ct, none for the official models)")
     if encoder_engine:
         g.add_argument("--engine", default="torch", choices=ENGINE_KINDS,
                        help="image encoder: torch (default); onnx: ONNX Runtime on the CPU (exported once per "

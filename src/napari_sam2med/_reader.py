@@ -93,7 +93,8 @@ def read_volume(path: str | Path) -> tuple:
 
 def read_layers(path: str | Path) -> list[tuple]:
     """Layer-data tuples of one file: the volume, plus ``gts`` labels of a MedSAM2 ``.npz``."""
-    from .io import LazySlices, read_spacing, read_volume as io_read_volume, stack_name
+    from .io import LazySlices, read_spacing, stack_name
+    from .io import read_volume as io_read_volume
 
     path = Path(path)
     data, geometry = io_read_volume(path)

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
-
 from batch_testdata import MODEL_ARGS, blob_volume, make_study, prompts_for, sam2med, sam2med_popen
 
 pytestmark = pytest.mark.timeout(300)

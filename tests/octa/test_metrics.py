@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from napari_sam2med.octa.metrics import (
-    Confusion, confusion, hd95, mask_metrics, scores, sequence_metrics, write_metrics_csv,
+    Confusion,
+    confusion,
+    hd95,
+    mask_metrics,
+    scores,
+    sequence_metrics,
+    write_metrics_csv,
 )
 
 # 4x4 by hand:            pred          gt

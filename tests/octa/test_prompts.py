@@ -3,7 +3,11 @@ import pytest
 from scipy import ndimage as ndi
 
 from napari_sam2med.octa.prompts import (
-    PromptConfig, negative_ring, object_prompts, prompts_from_labels, snapped_centroid,
+    PromptConfig,
+    negative_ring,
+    object_prompts,
+    prompts_from_labels,
+    snapped_centroid,
 )
 
 

@@ -26,8 +26,10 @@ def _official_yaml(cfg) -> str:
 
 def test_registry_lists_official_and_medsam2():
     assert [c.name for c in MODELS] == list(MODEL_NAMES)
-    assert {n for n in MODEL_NAMES if n.startswith("sam2")} == {
+    assert {n for n in MODEL_NAMES if re.match(r"sam2(\.1)?-", n)} == {
         f"{v}-{s}" for v in ("sam2", "sam2.1") for s in ("tiny", "small", "base-plus", "large")}
+    # Our own trained model ships in the package (the offline choice).
+    assert "sam2med-small-ct" in MODEL_NAMES
     assert {n for n in MODEL_NAMES if n.startswith("medsam2")} == {
         "medsam2-latest", "medsam2-ct-lesion", "medsam2-mri-liver-lesion", "medsam2-us-heart"}
     assert "sam2.1-test" in {c.name for c in list_models(include_test=True)} - set(MODEL_NAMES)

@@ -16,10 +16,19 @@ from typing import Any
 
 from ..io.axes import AxisView, napari_dims_order
 
+#: First-axis names that mark a 2D+t movie (reslicing across time makes no sense).
+TIME_LABELS = frozenset({"t", "time", "frame", "frames"})
+
 
 def is_gray_volume(image: Any) -> bool:
-    """Whether an image layer is a 3D grayscale volume (the only kind that can be resliced)."""
-    return image is not None and not image.rgb and len(image.data.shape) == 3
+    """Whether an image layer is a 3D grayscale volume (the only kind that can be resliced).
+
+    A ``(T, Y, X)`` movie is told apart only by its first axis label (``t``, ``time``, ``frame``).
+    """
+    if image is None or image.rgb or len(image.data.shape) != 3:
+        return False
+    labels = [str(x).lower() for x in getattr(image, "axis_labels", ())]
+    return not (labels and labels[0] in TIME_LABELS)
 
 
 class SegmentAxis:

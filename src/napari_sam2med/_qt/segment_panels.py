@@ -21,7 +21,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from ..io.axes import Axis
+from ..io.axes import Axis, parse_axis
 from .shortcuts import Shortcut
 
 
@@ -235,7 +235,7 @@ class PropagatePanel(QGroupBox):
         combo = self.view_axis_combo
         combo.blockSignals(True)
         if axis is not None:
-            combo.setCurrentIndex(combo.findData(axis))
+            combo.setCurrentIndex(combo.findText(parse_axis(axis).value.capitalize()))
         combo.blockSignals(False)
         if hasattr(self._form, "setRowVisible"):  # Qt >= 6.4 hides the label too
             self._form.setRowVisible(combo, axis is not None)
@@ -243,8 +243,9 @@ class PropagatePanel(QGroupBox):
         combo.setEnabled(axis is not None)
 
     def view_axis(self) -> Any:
-        """The chosen :class:`~napari_sam2med.io.axes.Axis`."""
-        return self.view_axis_combo.currentData()
+        """The chosen :class:`~napari_sam2med.io.axes.Axis` (Qt may hand the item back as a plain str)."""
+        data = self.view_axis_combo.currentData()
+        return None if data is None else parse_axis(data)
 
     def memory(self) -> str:
         """The chosen memory: ``"sam2"`` or ``"slm"`` (``engine.memory.MemoryKind``)."""

@@ -4,7 +4,7 @@ Usage::
 
     sam2med propagate STACK --prompts PROMPTS.json --out LABELS.tif|.zarr|.nii.gz|.nrrd|.dcm
                       [--axis axial|coronal|sagittal]
-                      [--direction both] [--memory sam2|slm] [--engine torch|onnx|auto] [--window LO HI] [--overwrite] [--no-progress]
+                      [--direction both] [--memory sam2|slm] [--engine torch|onnx|auto] [--crop-context F] [--window LO HI] [--overwrite] [--no-progress]
                       [--model sam2.1-tiny] [--checkpoint PATH | --random-init]
                       [--image-size N] [--device auto] [--offline]
 
@@ -48,7 +48,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="contrast window for non-uint8 data (default: 0.5/99.5 percentiles)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_engine_args(p, encoder_engine=True)
+    add_engine_args(p, encoder_engine=True, crop=True)
     add_model_args(p)
     p.set_defaults(func=run)
     return p
@@ -80,11 +80,13 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"{args.stack}: {err}") from None
         check_output(out_path, stack)  # e.g. a .dcm output needs a DICOM series input
         prompts = PromptSet.from_json(_read_prompts(args.prompts), len(stack), stack.frame_shape)
+        if args.crop_context is not None and args.crop_context != 0 and args.crop_context < 1:
+            raise UserError(f"--crop-context must be 0 (off) or at least 1 (the box itself), got {args.crop_context}")
         model = load_model(args.model, image_size=args.image_size, checkpoint=args.checkpoint,
                            random_init=args.random_init, device=args.device, offline=args.offline or None,
                            progress=not args.no_progress)
     gen = segment_to_file(model, stack, prompts, out_path, direction=args.direction, memory=args.memory,
-                          engine=args.engine)
+                          engine=args.engine, crop_context=args.crop_context)
     with tqdm(desc="propagate", unit="slice", disable=args.no_progress, file=sys.stderr) as bar:
         def step(s) -> None:
             bar.total = s.total

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from ..io import FrameStack, open_stack
 from ..sam2.device import autocast_context
-from ..sam2.model import FrameFeatures, MemoryContext, PointInputs, SAM2Model
+from ..sam2.model import FrameFeatures, PointInputs, SAM2Model
 from .encoders import EngineKind, make_encoder
 from .memory import MemoryBank, MemoryEntry, MemoryKind, MemoryPolicy, make_policy
 from .preprocess import FeatureCache, frame_to_tensor

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..io import FrameStack, write_labels
 from ..io.writers import atomic_write
+from .crop import propagate_cropped, resolve_context
 from .prompts import PromptSet
 from .propagation import PropagationStep
 from .session import Session
@@ -72,7 +73,7 @@ def check_output(out_path: str | Path, stack: FrameStack) -> str:
 
 def segment_to_file(model, stack: FrameStack, prompts: PromptSet, out_path: str | Path, *,
                     direction: str = "both", memory: str = "sam2",
-                    engine: str = "torch") -> Generator[PropagationStep, None, Path]:
+                    engine: str = "torch", crop_context: float | None = None) -> Generator[PropagationStep, None, Path]:
     """Propagate every prompted object through ``stack`` and write the labels to ``out_path``.
 
     Parameters
@@ -92,6 +93,9 @@ def segment_to_file(model, stack: FrameStack, prompts: PromptSet, out_path: str 
         ``"sam2"`` (SAM2's memory) or ``"slm"`` (SLM-SAM2's short-long memory), see :class:`.Session`.
     engine : str
         Image-encoder engine ``"torch"``, ``"onnx"`` or ``"auto"``, see :class:`.Session`.
+    crop_context : float, optional
+        Crop around the prompt (:mod:`.crop`): each object is segmented on its own in a window this
+        many times its prompt box; None (default): the model's ``config.crop_context``; 0: whole slices.
 
     Yields
     ------
@@ -110,13 +114,22 @@ def segment_to_file(model, stack: FrameStack, prompts: PromptSet, out_path: str 
     # A stack made by ``FrameStack.along(axis)`` is a transposed view: labels go back to the
     # source voxel order and into the source geometry (``io.axes``, ``io.geometry``).
     view, geometry = getattr(stack, "axis_view", None), getattr(stack, "geometry", None)
-    session = Session(model, stack, memory=memory, engine=engine)
-    session.prompts = prompts
+    context = resolve_context(model, crop_context)
+    if context is None:
+        session = Session(model, stack, memory=memory, engine=engine)
+        session.prompts = prompts
+
+    def run(out):
+        if context is None:
+            return (yield from session.propagate(direction=direction, out=out))
+        return (yield from propagate_cropped(model, stack, prompts, out, context=context, direction=direction,
+                                             memory=memory, engine=engine))
+
     shape = (len(stack), *stack.frame_shape)
     dtype = label_dtype(max(prompts.object_ids))
     if suffix != ".zarr" or (view is not None and not view.identity):
         labels = np.zeros(shape, dtype=dtype)
-        yield from session.propagate(direction=direction, out=labels)
+        yield from run(labels)
         if view is not None:
             labels = view.to_original(labels)
         return write_label_file(out_path, labels, geometry, None if view is None else view.axis)
@@ -127,7 +140,7 @@ def segment_to_file(model, stack: FrameStack, prompts: PromptSet, out_path: str 
     partial = out_path.parent / f".{out_path.name}.partial-{uuid.uuid4().hex[:12]}"
     try:
         target = zarr.create_array(store=str(partial), shape=shape, dtype=dtype, chunks=(1, *shape[1:]))
-        yield from session.propagate(direction=direction, out=target)
+        yield from run(target)
         return atomic_write(out_path, lambda tmp: os.replace(partial, tmp))
     finally:
         if partial.exists():

@@ -8,7 +8,7 @@ volume-level (foreground) scores and the written masks.
 
 With ``crop_context`` the model sees a square window ``crop_context`` times the prompt box's
 longer side around the key slice's object, the same window on every slice, and the prediction
-is pasted back: the crop-around-the-prompt mode of the shipped small model (``train/crop.py``).
+is pasted back: the crop-around-the-prompt mode of the shipped small model (``engine/crop.py``).
 
 >>> cfg = EvalConfig(protocol=Protocol.BOX_MIDDLE)
 >>> results = run_to_end(evaluate(model, volumes, cfg))     # list of VolumeResult
@@ -151,7 +151,7 @@ def segment_object(model, stack, gt: np.ndarray, cfg: EvalConfig, z: int,
         session = Session(model, stack, memory=cfg.memory)
         prompt_object(session, 1, gt[z], cfg.protocol, z, cfg.points, cfg.seed)
         return (yield from _slices(session.propagate(direction="both"))) == 1
-    from ..train.crop import cut, paste, window_from_box  # the one crop-window rule (train and inference)
+    from ..engine.crop import cut, paste, window_from_box  # the one crop-window rule (train and inference)
 
     r0, c0, r1, c1 = box_of(gt[z])
     win = window_from_box((r0, c0, r1 + 1, c1 + 1), cfg.crop_context, cfg.crop_min_side, shape)

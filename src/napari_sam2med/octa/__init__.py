@@ -7,7 +7,12 @@ Importing this package imports neither torch nor Qt.
 """
 
 from .datasets import (
-    LayerSequence, ProjectionSet, read_faz3d, read_ground_truth, read_layer_sequence, read_projections,
+    LayerSequence,
+    ProjectionSet,
+    read_faz3d,
+    read_ground_truth,
+    read_layer_sequence,
+    read_projections,
 )
 from .metrics import sequence_metrics
 from .objects import faz_object, split_vessels

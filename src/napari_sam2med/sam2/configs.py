@@ -96,6 +96,10 @@ class SAM2Config:
         How slices are scaled and standardised for this model.
     card : str
         Where the model card is (data, recipe, limits).
+    crop_context : float or None
+        Crop-around-the-prompt inference (``engine.crop``): each object is segmented in a square
+        window this many times its prompt box's longer side; None: whole slices. Models trained on
+        crops (``sam2med-small-ct``: 3.0) need it.
     """
 
     name: str
@@ -128,6 +132,7 @@ class SAM2Config:
     params_m: float | None = None  # parameters in millions, as published
     summary: str = ""
     slm: SLMConfig | None = None  # short-long memory modules (SLM-SAM2); None: plain SAM2
+    crop_context: float | None = None  # inference crop window / prompt box side (engine.crop); None: whole slices
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -218,6 +223,7 @@ def _registry() -> dict[str, SAM2Config]:
         weights=WeightsSpec("package:models/sam2med_small_ct_v1.pt", "sam2med_small_ct_v1.pt",
                             "6398994e36d2fe000180110784be38dada7bae2347d9a38a28097ca178acb603", 7_313_257),
         card="models/SAM2MED_SMALL_CT_MODEL_CARD.md", params_m=3.6,
+        crop_context=3.0,  # trained on crops: segment in the same window at inference (engine.crop)
         summary="sam2med small CT (ours, offline): 128 px crops around the prompt; lesion- and blob-like objects",
     )
     return out

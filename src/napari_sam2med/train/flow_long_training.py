@@ -39,6 +39,7 @@ import torch
 
 from ..flow.net.model import SAM2Flow, SAM2FlowConfig
 from ..flow.synthetic import SyntheticConfig, make_video
+from ..io.writers import atomic_write
 from .flow_training import compute_loss, load_init, save_weights, schedule
 
 __all__ = ["LongTrainConfig", "LongSequenceSampler", "train_long", "main", "TRAIN_SEED0"]
@@ -158,7 +159,8 @@ def train_long(cfg: LongTrainConfig, run: Path, init: Path | None = None, resume
         log(f"resumed from {last} at step {step} ({elapsed0:.0f}s)")
     elif init is not None:
         log(f"init from {init}; new layers: {load_init(model, init)}")
-    (run / "config.json").write_text(json.dumps({"train": asdict(cfg), "init": str(init)}, indent=2))
+    config_text = json.dumps({"train": asdict(cfg), "init": str(init)}, indent=2)
+    atomic_write(run / "config.json", lambda tmp: tmp.write_text(config_text))
     model.train()
     sampler = LongSequenceSampler(cfg, next_seed)
     start = time.perf_counter() - elapsed0
@@ -194,9 +196,9 @@ def train_long(cfg: LongTrainConfig, run: Path, init: Path | None = None, resume
             window_stats.append(stats["epe_vessel"])
             now = time.perf_counter()
             if now - last_ckpt > 60 * cfg.ckpt_minutes:
-                torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                            "elapsed": now - start, "next_seed": sampler.next_seed}, last.with_suffix(".tmp"))
-                last.with_suffix(".tmp").replace(last)
+                state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+                         "elapsed": now - start, "next_seed": sampler.next_seed}
+                atomic_write(last, lambda tmp, state=state: torch.save(state, tmp))
                 last_ckpt = now
             if now - last_snap > 60 * cfg.snapshot_minutes:
                 save_weights(model, run / f"step_{step:06d}.pt", {"steps": step, "wall_s": now - start})

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -91,9 +90,8 @@ def run_ours(args) -> dict:
 
 
 def run_official(args) -> dict:
-    import torch
-
     import sam2.sam2_video_predictor as vp
+    import torch
     from sam2.build_sam import build_sam2_video_predictor
 
     from napari_sam2med.engine import frame_to_tensor

@@ -32,16 +32,6 @@ WINDOW = (-160.0, 240.0)  # the napari sample's contrast limits
 CROP_CONTEXT = 3.0  # the shipped model's inference crop (window side / box side)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a shared 2-core machine 2 threads contend and run many times slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def models():

@@ -18,14 +18,6 @@ from napari_sam2med.sam2.slm import SLM_KEY_PREFIXES, attach_slm, has_slm, slm_s
 oracle = pytest.importorskip("oracle")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """These models are tiny: one thread avoids oversubscribing busy CI cores."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 @pytest.fixture(scope="module")
 def base():

@@ -14,13 +14,6 @@ from napari_sam2med.sam2.slm import SLM_KEY_PREFIXES, attach_slm, freeze_all_but
 oracle = pytest.importorskip("oracle")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 @pytest.fixture
 def model():

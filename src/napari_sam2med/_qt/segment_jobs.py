@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..engine.crop import propagate_session
 from ._worker import JobEnd, Outcome
 from .label_edits import EditGroup
 from .segment_state import ImageAnnotation, write_masks
@@ -27,7 +28,9 @@ def _segment_job(session: Any, slice_idx: int, obj_ids: list[int]):
 
 
 def _propagation_job(session: Any, kwargs: dict):
-    return (yield from session.propagate(**kwargs))
+    # The engine's one entry point: plain propagation, or per-object crop windows for models trained
+    # on crops around the prompt (``config.crop_context``, e.g. sam2med-small-ct).
+    return (yield from propagate_session(session, **kwargs))
 
 
 @dataclass

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .._cli_utils import UserError, add_model_args, bad_input
+from .._cli_utils import MEMORY_KINDS, UserError, add_model_args, bad_input
 
 __all__ = ["add_parser", "run", "config_from_args"]
 
@@ -49,7 +49,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     t.add_argument("--trainable", nargs="*", default=[], metavar="PREFIX",
                    help="parameter-name prefixes (custom preset; added to the others)")
     t.add_argument("--lora-rank", type=int, default=4)
-    t.add_argument("--memory", default="sam2", choices=("sam2", "slm"), help="slm: add and train SLM-SAM2 memory")
+    t.add_argument("--memory", default="sam2", choices=MEMORY_KINDS, help="slm: add and train SLM-SAM2 memory")
     t.add_argument("--activation-checkpointing", action="store_true", help="recompute trunk activations")
     s = p.add_argument_group("samples and prompts")
     s.add_argument("--mode", default="3d", choices=("2d", "3d"))

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ..engine.memory import make_policy
+from ..io.writers import atomic_write
 from ..sam2.build import load_model
 from ..sam2.checkpoint import save_checkpoint
 from ..sam2.device import autocast_context
@@ -143,9 +144,7 @@ def _save_state(path: Path, model, opt, step: int, history: dict, best: float | 
     state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": torch.tensor(step),
              "torch_rng": torch.get_rng_state(), "best": torch.tensor(-1.0 if best is None else best),
              "history": {k: torch.tensor(v, dtype=torch.float64) for k, v in history.items()}}
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def _load_state(path: Path, model, opt) -> tuple[int, dict, float | None]:

@@ -179,6 +179,12 @@ class ModelPanel(QGroupBox):
         if random_init is not None:
             self.random_init.setChecked(random_init)
 
+    def add_checkpoint(self, name: str, path) -> None:
+        """Choose the weights file ``path`` of model ``name`` (e.g. a fine-tuned run's ``best.pt``)."""
+        self.set_choice(name=name)  # before the file: a model change forgets the chosen file
+        self._checkpoint_file = Path(path)
+        self.refresh_weights()
+
     def refresh_weights(self) -> None:
         choice = self.choice()
         if choice.random_init:

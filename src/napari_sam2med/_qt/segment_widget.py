@@ -102,6 +102,9 @@ class SegmentWidget(DockLifecycle, SegmentJobs, SegmentPrompts, SegmentAxis, Pro
         models.acquire(self)
         self.connections.connect(self.viewer, models.changed, self._on_shared_model)
         self.model_panel.model_loaded.connect(models.set_model)
+        self.connections.connect(self.viewer, models.checkpoint_offered, self.model_panel.add_checkpoint)
+        if models.checkpoints:  # a fine-tuned checkpoint offered before this dock opened
+            self.model_panel.add_checkpoint(*models.checkpoints[-1])
         self.model_panel.message.connect(self.show_error)
         self.connections.connect(self.viewer, self.viewer.layers.events.inserted, self._on_layers_inserted)
         self.connections.connect(self.viewer, self.viewer.layers.events.removed, self._on_layers_removed)

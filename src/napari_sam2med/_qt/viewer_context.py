@@ -32,6 +32,8 @@ class ModelManager(QObject):
     """
 
     changed = Signal(object, str)
+    #: (model name, checkpoint path): a fine-tuned checkpoint to offer in every model panel
+    checkpoint_offered = Signal(str, object)
 
     def __init__(self, grace_s: float = 120.0) -> None:
         from qtpy.QtCore import QTimer
@@ -41,6 +43,7 @@ class ModelManager(QObject):
         self.description = ""
         self.grace_s = grace_s
         self._users: set[int] = set()
+        self.checkpoints: list[tuple[str, Any]] = []  # offered so far (panels opened later show them)
         self._free_timer = QTimer(self)
         self._free_timer.setSingleShot(True)
         self._free_timer.timeout.connect(self._free_if_unused)
@@ -49,6 +52,11 @@ class ModelManager(QObject):
         """Use ``model`` in every dock from now on."""
         self.model, self.description = model, description
         self.changed.emit(model, description)
+
+    def offer_checkpoint(self, name: str, path: Any) -> None:
+        """Offer ``path`` (weights of model ``name``, e.g. a fine-tuned ``best.pt``) to every model panel."""
+        self.checkpoints.append((name, path))
+        self.checkpoint_offered.emit(name, path)
 
     def acquire(self, user: object) -> None:
         """Register ``user`` (a dock) as using the model."""

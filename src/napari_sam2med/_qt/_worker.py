@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 from qtpy.QtCore import QObject, Signal
 
-__all__ = ["JobEnd", "JobRunner", "Outcome"]
+__all__ = ["JobEnd", "JobRunner", "Outcome", "job_layout"]
 
 
 class Outcome(Enum):
@@ -220,3 +220,19 @@ class JobRunner(QObject):
             self.run_button.setEnabled(not running)
         if self.cancel_button is not None:
             self.cancel_button.setEnabled(running)
+
+
+def job_layout(widget: Any, form: Any, run_button: Any, cancel_button: Any, *below: Any) -> Any:
+    """The layout every job dock shares: its form, a Run / Cancel row, then ``below`` (progress bar,
+    status lines, plots) in order. Returns the widget's QVBoxLayout (for stretches or more rows)."""
+    from qtpy.QtWidgets import QHBoxLayout, QVBoxLayout
+
+    buttons = QHBoxLayout()
+    buttons.addWidget(run_button)
+    buttons.addWidget(cancel_button)
+    layout = QVBoxLayout(widget)
+    layout.addLayout(form)
+    layout.addLayout(buttons)
+    for item in below:
+        layout.addWidget(item)
+    return layout

@@ -27,11 +27,10 @@ from qtpy.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 
-from ._worker import JobEnd, JobRunner, Outcome
+from ._worker import JobEnd, JobRunner, Outcome, job_layout
 
 __all__ = ["BatchWidget", "BatchSettings", "batch_job"]
 
@@ -137,16 +136,8 @@ class BatchWidget(QWidget):
         form.addRow("Image size", self.size_combo)
         form.addRow("Checkpoint", self.checkpoint_edit)
         form.addRow("Workers", self.workers_spin)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run_btn)
-        buttons.addWidget(self.cancel_btn)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addLayout(buttons)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.status)
-        layout.addWidget(self.results)
-        layout.addWidget(self.open_btn)
+        job_layout(self, form, self.run_btn, self.cancel_btn, self.progress, self.status, self.results,
+                   self.open_btn)
 
         self.runner = JobRunner(self.progress, self.run_btn, self.cancel_btn, parent=self)
         self.folder_btn.clicked.connect(self._pick_folder)

@@ -19,16 +19,14 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import (
     QFormLayout,
     QGroupBox,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
     QProgressBar,
     QPushButton,
     QSpinBox,
-    QVBoxLayout,
 )
 
-from ._worker import JobEnd, JobRunner, Outcome
+from ._worker import JobEnd, JobRunner, Outcome, job_layout
 
 __all__ = ["FlowAdaptPanel", "adapt_job", "default_output"]
 
@@ -73,14 +71,7 @@ class FlowAdaptPanel(QGroupBox):
         form = QFormLayout()
         form.addRow("steps", self.steps_spin)
         form.addRow("save to", self.out_edit)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.adapt_btn)
-        buttons.addWidget(self.cancel_btn)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addLayout(buttons)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.loss_label)
+        job_layout(self, form, self.adapt_btn, self.cancel_btn, self.progress, self.loss_label)
         self.adapt_btn.clicked.connect(self.adapt)
         self.cancel_btn.clicked.connect(self.runner.cancel)
 

@@ -156,16 +156,24 @@ class SegmentPrompts:
         ann.mask_prompts[(obj, slice_idx)] = mask
         self.update_prompts()
 
-    def clear_object_prompts(self) -> None:
-        """Delete every prompt of the current object (its labels stay)."""
-        ann, obj = self.state, self.current_object()
+    def _forget_prompts(self, ann, obj: int, remove_object: bool) -> None:
+        """Drop an object's prompts everywhere: points/boxes layers, mask prompts, the session (its
+        prompts only, or the whole object) and the record of what the session has seen."""
         self._remove_layer_prompts(obj, None)
         for key in [k for k in ann.mask_prompts if k[0] == obj]:
             del ann.mask_prompts[key]
         if ann.session is not None:
-            ann.session.clear_prompts(obj)
+            if remove_object:
+                ann.session.remove_object(obj)
+            else:
+                ann.session.clear_prompts(obj)
             for key in [k for k in ann.synced if k[0] == obj]:
                 del ann.synced[key]
+
+    def clear_object_prompts(self) -> None:
+        """Delete every prompt of the current object (its labels stay)."""
+        ann, obj = self.state, self.current_object()
+        self._forget_prompts(ann, obj, remove_object=False)
         self.show_info(f"Prompts of {self.object_name(ann, obj)} cleared (its labels are kept).", ann)
         self.objects_changed()
 
@@ -256,13 +264,7 @@ class SegmentPrompts:
             data[int(z)] = group.edits[-1].after
         ann.history.push(group)
         ann.labels_layer.refresh()
-        self._remove_layer_prompts(obj_id, None)
-        for key in [k for k in ann.mask_prompts if k[0] == obj_id]:
-            del ann.mask_prompts[key]
-        if ann.session is not None:
-            ann.session.remove_object(obj_id)
-            for key in [k for k in ann.synced if k[0] == obj_id]:
-                del ann.synced[key]
+        self._forget_prompts(ann, obj_id, remove_object=True)
         ann.objects.pop(obj_id, None)
         ann.propagated.pop(obj_id, None)
         if ann.label_ids is not None:

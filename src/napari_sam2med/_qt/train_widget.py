@@ -23,17 +23,15 @@ from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFormLayout,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
     QProgressBar,
     QPushButton,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 
-from ._worker import JobEnd, JobRunner, Outcome
+from ._worker import JobEnd, JobRunner, Outcome, job_layout
 from .train_plot import TrainPlot
 from .viewer_context import context_for, unwrap_viewer
 
@@ -150,17 +148,8 @@ class TrainWidget(QWidget):
         form.addRow("Start from", self.start_edit)
         form.addRow("", self.random_init)
         form.addRow("Run folder", self.out_edit)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run_btn)
-        buttons.addWidget(self.cancel_btn)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addLayout(buttons)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.loss_label)
-        layout.addWidget(self.plot)
-        layout.addWidget(self.status)
-        layout.addStretch(1)
+        job_layout(self, form, self.run_btn, self.cancel_btn, self.progress, self.loss_label, self.plot,
+                   self.status).addStretch(1)
 
         self.run_btn.clicked.connect(self.run)
         self.cancel_btn.clicked.connect(self.cancel)

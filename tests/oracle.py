@@ -35,6 +35,16 @@ def perturb_(model: torch.nn.Module, seed: int = 0, scale: float = 0.05) -> None
         last.bias.fill_(4.0)
 
 
+def perturbed_test_model(seed: int, image_size: int = 64) -> torch.nn.Module:
+    """Our ``sam2.1-test`` model from a fixed random init, perturbed by :func:`perturb_` (``seed``)."""
+    from napari_sam2med.sam2 import build_model, get_config
+
+    torch.manual_seed(0)
+    model = build_model(get_config("sam2.1-test", image_size))
+    perturb_(model, seed=seed)
+    return model
+
+
 def perturbed(module: torch.nn.Module, seed: int) -> torch.nn.Module:
     """Add seeded noise to every parameter so no output is trivially constant; return it in eval mode."""
     gen = torch.Generator().manual_seed(seed)

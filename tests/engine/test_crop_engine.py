@@ -33,19 +33,11 @@ SRC = str(Path(__file__).resolve().parents[2] / "src")
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     """An int16 stack (windowed, so padding must map to black), prompts and a perturbed test checkpoint."""
-    from napari_sam2med.sam2 import build_model, get_config
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
     d = tmp_path_factory.mktemp("crop_engine")
-    torch.manual_seed(0)
-    model = build_model(get_config("sam2.1-test", 64))
-    oracle.perturb_(model, seed=3)
-    torch.save({"model": model.state_dict()}, d / "m.pt")
+    torch.save({"model": oracle.perturbed_test_model(seed=3).state_dict()}, d / "m.pt")
     np.save(d / "stack.npy", oracle.blob_stack(8, SIZE).astype(np.int16) * 10 - 500)
     (d / "prompts.json").write_text(json.dumps(PROMPTS))
-    yield d
-    torch.set_num_threads(old)
+    return d
 
 
 def _cut(data, win, fill):

@@ -25,21 +25,15 @@ SRC = str(Path(__file__).resolve().parents[2] / "src")
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     """A stack, prompts, and an SLM checkpoint whose SLM modules are far from the identity."""
-    from napari_sam2med.sam2 import SLMConfig, build_model, get_config
+    from napari_sam2med.sam2 import SLMConfig
     from napari_sam2med.sam2.slm import attach_slm
 
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
     d = tmp_path_factory.mktemp("slm_cli")
-    torch.manual_seed(0)
-    model = build_model(get_config("sam2.1-test", 64))
-    oracle.perturb_(model, seed=1)
-    attach_slm(model, SLMConfig(short_init_scale=1.0))
+    model = attach_slm(oracle.perturbed_test_model(seed=1), SLMConfig(short_init_scale=1.0))
     torch.save({"model": model.state_dict()}, d / "slm.pt")
     np.save(d / "stack.npy", oracle.blob_stack(8, 48))
     (d / "prompts.json").write_text(json.dumps(PROMPTS))
-    yield d
-    torch.set_num_threads(old)
+    return d
 
 
 def _session_labels(d, memory):

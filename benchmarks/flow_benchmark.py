@@ -13,6 +13,7 @@ Usage::
     PYTHONPATH=src python benchmarks/flow_benchmark.py [--n 12] [--methods tvl1 ilk]
         [--weights PATH] [--md results.md] [--memory-check] [--size 128]
     PYTHONPATH=src python benchmarks/flow_benchmark.py --long [--long-n 8 --long-frames 300 --long-size 64]
+        [--long-motion] [--extra-weights MORE.pt ...]
     PYTHONPATH=src python benchmarks/flow_benchmark.py --linescan ../shared/data/flow_linescans
 """
 
@@ -222,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=128, help="video height and width")
     parser.add_argument("--methods", nargs="+", default=["sam2flow", "tvl1", "ilk"])
     parser.add_argument("--weights", default=None, help="SAM2Flow weights (default: shipped)")
+    parser.add_argument("--extra-weights", nargs="*", default=[], metavar="PATH",
+                        help="with --long / --linescan: more SAM2Flow rows (labelled by file name) in the same run")
     parser.add_argument("--md", default=None, help="append the markdown tables to this file")
     parser.add_argument("--memory-check", action="store_true", help="20 vs 200 streamed frames")
     parser.add_argument("--memory-size", type=int, default=256)
@@ -234,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--long-frames", type=int, default=300)
     parser.add_argument("--long-size", type=int, default=64)
     parser.add_argument("--long-seed", type=int, default=None, help="first seed (default: the held-out LONG_SEED0)")
+    parser.add_argument("--long-motion", action="store_true",
+                        help="with --long: the LONG_MOTION variant (tissue motion, fast tail) of the set instead")
     parser.add_argument("--linescan", default=None, metavar="DIR", help="real-speed check on flow_linescans/")
     parser.add_argument("--adapt-check", type=int, default=0, metavar="STEPS",
                         help="EPE / forward-backward consistency before and after STEPS of flow-adapt")
@@ -292,20 +297,29 @@ def _long_or_linescan(args) -> int:
     default = _default_weights()
     weights = args.weights or (str(default) if default is not None else None)
     methods = [m for m in args.methods if m != "sam2flow" or weights is not None]
+    # (label, method, weights) rows: the methods, then one SAM2Flow row per --extra-weights file
+    jobs = [(m, m, weights) for m in methods] + [(f"sam2flow ({Path(w).name})", "sam2flow", w)
+                                                 for w in args.extra_weights]
+
+    def labelled(row, label):
+        row["method"] = label
+        return row
+
     text, rows = "", {}
     if args.long:
         from napari_sam2med.flow.synthetic import LONG_SEED0
 
         seed = LONG_SEED0 if args.long_seed is None else args.long_seed
-        rows["long"] = []
-        for m in methods:
-            print(f"long set: {m} ...", file=sys.stderr)
-            rows["long"].append(run_isolated(fle.long_curve, m, weights, args.long_n, args.long_frames,
-                                             args.long_size, seed))
-        text += fle.long_markdown(rows["long"])
+        for key, motion in [("long_motion", True) if args.long_motion else ("long", False)]:
+            rows[key] = []
+            for label, m, w in jobs:
+                print(f"{key}: {label} ...", file=sys.stderr)
+                rows[key].append(labelled(run_isolated(fle.long_curve, m, w, args.long_n, args.long_frames,
+                                                       args.long_size, seed, fle.WINDOW, motion), label))
+            text += fle.long_markdown(rows[key])
     if args.linescan and not args.adapt_check:
-        rows["linescan"] = [run_isolated(fle.linescan_check, m, weights, args.linescan, name)
-                            for name in fle.LINESCANS for m in methods]
+        rows["linescan"] = [labelled(run_isolated(fle.linescan_check, m, w, args.linescan, name), label)
+                            for name in fle.LINESCANS for label, m, w in jobs]
         text += fle.linescan_markdown(rows["linescan"])
     if args.ablation:
         rows["ablation"] = run_isolated(fle.feedback_ablation, weights)

@@ -33,29 +33,33 @@ def _estimator(method: str, weights: str | None):
 
 
 def long_curve(method: str, weights: str | None, n: int, n_frames: int, size: int, seed: int,
-               window: int = WINDOW) -> dict:
-    """Per-window in-vessel EPE of ``method`` over ``long_set(n, n_frames, size, seed)``."""
+               window: int = WINDOW, motion: bool = False) -> dict:
+    """Per-window in-vessel EPE of ``method`` over ``long_set(n, n_frames, size, seed)``.
+
+    ``motion``: the ``LONG_MOTION`` variant (tissue motion; each pair is scored in the vessel
+    mask of its first frame).
+    """
     import torch
 
     torch.set_num_threads(1)
     from napari_sam2med.engine.progress import run_to_end
     from napari_sam2med.flow.metrics import MetricAccumulator
     from napari_sam2med.flow.runner import estimate_flow
-    from napari_sam2med.flow.synthetic import long_set, prompts_for
+    from napari_sam2med.flow.synthetic import LONG_MOTION, long_set, prompts_for
 
     n_pairs = n_frames - 1
     sums, counts = np.zeros(n_pairs), np.zeros(n_pairs)
     overall = MetricAccumulator()
     seconds, pairs, flagged = 0.0, 0, 0
-    for video in long_set(n, n_frames, size, seed):
-        mask = video.vessel_ids > 0
+    for video in long_set(n, n_frames, size, seed, **(LONG_MOTION if motion else {})):
         estimator = _estimator(method, weights)
         clock = [time.perf_counter()]
 
-        def on_step(progress, video=video, mask=mask, clock=clock):
+        def on_step(progress, video=video, clock=clock):
             nonlocal seconds, pairs
             seconds += time.perf_counter() - clock[0]
             t = progress.step.index
+            mask = video.mask(t)
             err = np.hypot(*(progress.step.flow - video.flow[t]).transpose(2, 0, 1))[mask]
             sums[t] += err.sum()
             counts[t] += err.size
@@ -72,7 +76,7 @@ def long_curve(method: str, weights: str | None, n: int, n_frames: int, size: in
     last = float(sums[-100:].sum() / counts[-100:].sum())
     m = overall.result()
     return {
-        "method": method, "videos": n, "frames": n_frames, "size": size, "seed": seed, "pairs": pairs,
+        "method": method, "motion": motion, "videos": n, "frames": n_frames, "size": size, "seed": seed, "pairs": pairs,
         "epe": m.epe, "acc1": m.acc[1.0], "acc3": m.acc[3.0], "acc5": m.acc[5.0],
         "first100": first, "last100": last, "last_over_first": last / first,
         "windows": windows, "window": window, "per_pair": per_pair.tolist(),
@@ -87,7 +91,8 @@ def long_markdown(rows: list[dict]) -> str:
     r0 = rows[0]
     n_w, w = len(r0["windows"]), r0["window"]
     heads = [f"{a}-{min(a + w, r0['frames'] - 1) - 1}" for a in range(0, r0["frames"] - 1, w)]
-    text = (f"\nLong held-out set: {r0['videos']} realistic videos x {r0['frames']} frames, "
+    variant = " (LONG_MOTION: tissue motion, tail to 15 px/frame)" if r0.get("motion") else ""
+    text = (f"\nLong held-out set{variant}: {r0['videos']} realistic videos x {r0['frames']} frames, "
             f"{r0['size']}x{r0['size']} px, seeds {r0['seed']}..{r0['seed'] + r0['videos'] - 1}; "
             f"in-vessel EPE (px) per window of {w} pairs.\n\n")
     text += ("| method | EPE | <1px | <3px | <5px | first 100 | last 100 | last/first | "

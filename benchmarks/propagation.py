@@ -1,10 +1,14 @@
 """Propagation speed and memory: ours vs the official SAM2VideoPredictor, same weights, same stack.
 
 Each configuration runs in a fresh subprocess so that peak host memory (ru_maxrss) and peak GPU
-memory belong to that run alone. The official predictor is fed the frames from memory (its
-``load_video_frames`` is replaced by the preprocessed tensor it would hold), never from JPEG.
+memory belong to that run alone; the implementations of one configuration run back to back. The
+official predictor is fed the frames from memory (its ``load_video_frames`` is replaced by the
+preprocessed tensor it would hold), never from JPEG. ``--impls`` takes ``official`` and
+``ours`` / ``ours-ENGINE`` (ENGINE: torch, onnx, openvino, auto; ``ours`` is ``ours-torch``). ONNX
+parts are exported into ``--cache`` before the timed section (the export time is reported apart).
 
-    python benchmarks/propagation.py --frames 100 1000 --objects 1 4 --image-size 256 --md benchmarks/RESULTS.md
+    python benchmarks/propagation.py --frames 100 --objects 1 4 --image-size 256 \
+        --impls official ours ours-onnx --threads 1
 """
 
 from __future__ import annotations
@@ -73,9 +77,15 @@ def run_ours(args) -> dict:
     from napari_sam2med.engine import Session
     from napari_sam2med.io import FrameStack
 
-    model = build_models(args.model, args.image_size, args.device)
+    model = build_models(args.model, args.image_size, args.device).eval().requires_grad_(False)
     video = SyntheticVideo(args.frames, args.frame_size)
-    session = Session(model, FrameStack(video), cache_size=2)
+    engine = args.impl.partition("-")[2] or "torch"
+    session = Session(model, FrameStack(video), cache_size=2, engine=engine)
+    t0 = time.perf_counter()
+    if engine != "torch":  # export (or load) every part before timing, as a second session would
+        with torch.inference_mode():
+            session.encoder.memory_attention()
+    export_s = time.perf_counter() - t0
     for oid, rc in prompts(args.frame_size, args.objects):
         session.add_points(oid, 0, [rc], [1])
     with tempfile.TemporaryDirectory() as tmp:
@@ -86,7 +96,9 @@ def run_ours(args) -> dict:
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         dt = time.perf_counter() - t0
-    return {"frames_done": n, "seconds": dt}
+    attn = session.encoder.memory_attention()
+    return {"frames_done": n, "seconds": dt, "export_s": export_s, "engine": session.encoder.name,
+            "attention": "torch" if attn is None else getattr(attn, "name", "?")}
 
 
 def run_official(args) -> dict:
@@ -129,11 +141,19 @@ def worker(args) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    res = (run_ours if args.impl == "ours" else run_official)(args)
+    res = (run_official if args.impl == "official" else run_ours)(args)
     res["fps"] = res["frames_done"] / res["seconds"]
     res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     res["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20 if args.device.startswith("cuda") else None
     print("RESULT " + json.dumps(res))
+
+
+def _cpu_name() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        return next(ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name:"))
+    except (OSError, subprocess.CalledProcessError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -145,7 +165,8 @@ def main() -> None:
     p.add_argument("--objects", type=int, nargs="+", default=[1, 4])
     p.add_argument("--impls", nargs="+", default=["ours", "official"])
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--cache", default=None, help="ONNX export cache ($SAM2MED_CACHE; default: a temporary folder)")
     p.add_argument("--md", default=None, help="append the markdown table to this file")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--impl", default="ours", help=argparse.SUPPRESS)
@@ -153,6 +174,11 @@ def main() -> None:
     if args.worker:
         args.frames, args.objects = args.frames[0], args.objects[0]
         return worker(args)
+    import os
+
+    tmp_cache = tempfile.TemporaryDirectory()
+    env = dict(os.environ, SAM2MED_CACHE=args.cache or tmp_cache.name)
+    load_before = os.getloadavg()
     rows = []
     for frames in args.frames:
         for objects in args.objects:
@@ -161,7 +187,7 @@ def main() -> None:
                        "--image-size", str(args.image_size), "--frame-size", str(args.frame_size),
                        "--frames", str(frames), "--objects", str(objects), "--device", args.device,
                        "--threads", str(args.threads)]
-                out = subprocess.run(cmd, capture_output=True, text=True)
+                out = subprocess.run(cmd, capture_output=True, text=True, env=env)
                 line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
                 if not line:
                     print(out.stderr[-3000:], file=sys.stderr)
@@ -171,12 +197,21 @@ def main() -> None:
                 print(impl, frames, objects, r, flush=True)
     import torch
 
-    dev = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else f"CPU ({platform.processor() or platform.machine()}, {args.threads} threads)"
-    lines = [f"\n### Propagation: {args.model}, image size {args.image_size}, {args.frame_size}² frames, {dev}\n",
-             "| impl | frames | objects | frames/s | peak host MB | peak GPU MB |", "|---|---|---|---|---|---|"]
+    tmp_cache.cleanup()
+    load_after = os.getloadavg()
+    dev = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else f"CPU ({_cpu_name()}, {args.threads} threads)"
+    lines = [f"\n### Propagation: {args.model}, image size {args.image_size}, {args.frame_size}² frames, {dev}, "
+             f"load average {load_before[0]:.1f} before / {load_after[0]:.1f} after\n",
+             "| impl | frames | objects | frames/s | vs official | peak host MB | peak GPU MB | export s |",
+             "|---|---|---|---|---|---|---|---|"]
+    official = {(f, o): r["fps"] for impl, f, o, r in rows if impl == "official"}
     for impl, frames, objects, r in rows:
         gpu = "–" if r["peak_gpu_mb"] is None else f"{r['peak_gpu_mb']:.0f}"
-        lines.append(f"| {impl} | {frames} | {objects} | {r['fps']:.2f} | {r['peak_rss_mb']:.0f} | {gpu} |")
+        ref = official.get((frames, objects))
+        ratio = "–" if ref is None else f"{r['fps'] / ref:.2f}×"
+        exp = f"{r['export_s']:.0f}" if r.get("export_s") else "–"
+        lines.append(f"| {impl} | {frames} | {objects} | {r['fps']:.3f} | {ratio} | {r['peak_rss_mb']:.0f} | {gpu} | "
+                     f"{exp} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.md:

@@ -7,6 +7,11 @@ the click-to-labels latency through the widget's worker.
 
 Run (headless): ``xvfb-run -a .venv/bin/python benchmarks/ui_responsiveness.py``
 Prints a markdown table.
+
+``--precompute`` (issue 15) measures instead the background precompute of the dock at the
+model's real size (default SAM2.1-tiny at 1024 px, random weights, CPU): click-to-mask on a slice
+clicked at once (cold), after a dwell on it, on a not-yet-visited neighbour after a dwell, and the
+peak memory (``--memory-check``: run it for two stack lengths, each in its own process).
 """
 
 from __future__ import annotations
@@ -29,14 +34,27 @@ def _wait(app, condition, timeout=600.0):
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="sam2.1-test")
-    parser.add_argument("--image-size", type=int, default=128)
-    parser.add_argument("--shape", type=int, nargs=3, default=(24, 128, 128))
+    parser.add_argument("--model", default=None, help="default sam2.1-test (sam2.1-tiny with --precompute)")
+    parser.add_argument("--image-size", type=int, default=None, help="default 128 (1024 with --precompute)")
+    parser.add_argument("--shape", type=int, nargs=3, default=None,
+                        help="default 24 128 128 (44 512 512 with --precompute)")
     parser.add_argument("--clicks", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--weights", action="store_true",
                         help="load the cached official weights instead of random ones")
+    parser.add_argument("--precompute", action="store_true",
+                        help="measure click-to-mask with the background precompute (defaults below apply)")
+    parser.add_argument("--dwell", type=float, default=2.0, help="--precompute: seconds on a slice before a click")
+    parser.add_argument("--budget-mb", type=float, default=200.0, help="--precompute: memory budget")
+    parser.add_argument("--repeats", type=int, default=3, help="--precompute: repeats of each scenario")
+    parser.add_argument("--memory-check", action="store_true",
+                        help="--precompute: only dwell until the budget is full and report peak memory")
     args = parser.parse_args(argv)
+    if args.precompute:
+        return precompute_benchmark(args)
+    args.model = args.model or "sam2.1-test"
+    args.image_size = args.image_size or 128
+    args.shape = args.shape or (24, 128, 128)
 
     import napari
     import torch
@@ -114,6 +132,157 @@ def main(argv=None) -> None:
     print(f"| UI timer (20 ms) max gap during propagation | {max(gaps_ms):.1f} ms |")
     print(f"| UI timer median gap during propagation | {statistics.median(gaps_ms):.1f} ms |")
     print(f"| ticks during propagation | {len(during)} |")
+    widget.close()
+    viewer.close()
+
+
+def _pump(app, seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        app.processEvents()
+        time.sleep(0.002)
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def precompute_benchmark(args) -> None:
+    """Click-to-mask with the dock's background precompute (issue 15); prints a markdown table."""
+    import os
+
+    import napari
+    import torch
+    from qtpy.QtWidgets import QApplication
+
+    from napari_sam2med._qt import segment_jobs
+    from napari_sam2med._qt.segment_widget import SegmentWidget
+    from napari_sam2med._sample_data import synthetic_volume
+    from napari_sam2med.sam2 import load_model
+
+    job_cpu: list[float] = []
+    plain_job = segment_jobs._segment_job
+
+    def timed_job(*a):  # CPU seconds of the click's own worker thread (what an idle core would take)
+        c = time.thread_time()
+        try:
+            return plain_job(*a)
+        finally:
+            job_cpu.append(time.thread_time() - c)
+
+    segment_jobs._segment_job = timed_job
+    args.model = args.model or "sam2.1-tiny"
+    args.image_size = args.image_size or 1024
+    args.shape = args.shape or (44, 512, 512)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = load_model(args.model, image_size=args.image_size, random_init=not args.weights,
+                       device="cpu", progress=False)
+    image, _ = synthetic_volume(tuple(args.shape))
+    viewer = napari.Viewer(show=False)
+    viewer.add_image(image, name="vol", contrast_limits=(-160, 240))
+    widget = SegmentWidget(viewer)
+    panel = widget.precompute_panel
+    panel.budget_spin.setValue(args.budget_mb)
+    panel.enabled.setChecked(False)  # on where a scenario says so
+    widget.set_model(model, args.model)
+    app = QApplication.instance()
+    n, h, w = args.shape
+    base_mb = _peak_rss_mb()
+
+    def settle():  # no job of the dock runs, the precompute included
+        _wait(app, lambda: not widget.is_busy() and not panel.runner.busy)
+
+    def go(z):
+        viewer.dims.set_current_step(0, z)
+
+    process_cpu: list[float] = []
+
+    def click(z, k=0):
+        t, c = time.perf_counter(), time.process_time()
+        widget.state.points_layer.add(np.array([[z, h * 0.45 + 2 * k, w * 0.36 + 3 * k]]))
+        _wait(app, lambda: not widget.is_busy())
+        process_cpu.append(1000 * (time.process_time() - c))
+        return 1000 * (time.perf_counter() - t), 1000 * job_cpu[-1]
+
+    def cache():
+        return widget.state.session.features
+
+    if args.memory_check:  # dwell in the middle until the budget is full
+        go(n // 2)
+        widget.update_prompts()
+        panel.enabled.setChecked(True)
+        _wait(app, lambda: panel.last is not None and not panel.runner.busy)
+        c = cache()
+        peak = _peak_rss_mb()
+        print(f"| {n} slices | {len(c)} cached, {c.nbytes / 2**20:.0f} MB (budget {args.budget_mb:g}) | "
+              f"{base_mb:.0f} MB | {peak:.0f} MB | +{peak - base_mb:.0f} MB | {image.nbytes * 3 / 2**20:.0f} MB |")
+        widget.close()
+        viewer.close()
+        return
+
+    rows: dict[str, list[tuple[float, float]]] = {}
+    ready_s: list[float] = []
+    decoder_process_cpu: list[float] = []
+
+    def arrive(z):  # the user comes to slice z (the precompute of the previous site has stopped)
+        panel.enabled.setChecked(False)
+        settle()
+        go(z)
+        panel.enabled.setChecked(True)
+
+    def row(name, value):
+        rows.setdefault(name, []).append(value)
+
+    widget.update_prompts()  # build the session (as the first dwell would)
+    settle()
+    for r in range(args.repeats):
+        z = 2 + 14 * r
+        if z + 13 > n:
+            raise SystemExit(f"--repeats {args.repeats} needs a stack of at least {z + 13} slices")
+        arrive(z)  # cold: a slice nobody has encoded, clicked at once
+        assert z not in cache()
+        row("cold: click at once on a new slice", click(z, r))
+        row("again on the same slice (decoder only)", click(z, r + 1))
+        decoder_process_cpu.append(process_cpu[-1])  # no precompute runs during this click
+        arrive(z + 2)  # dwell on a new slice, then click on it
+        _pump(app, args.dwell)
+        row(f"dwell {args.dwell:g} s on a slice, click on it", click(z + 2, r))
+        arrive(z + 4)  # dwell, then step to the not-yet-visited neighbour and click at once
+        _pump(app, args.dwell)
+        go(z + 5)
+        row(f"dwell {args.dwell:g} s, click on the next (unvisited) slice", click(z + 5, r))
+        arrive(z + 8)  # how long a dwell makes the neighbour ready; the click then
+        t = time.perf_counter()
+        _wait(app, lambda z=z: z + 9 in cache())
+        ready_s.append(time.perf_counter() - t)
+        go(z + 9)
+        row("dwell until the neighbour is ready, click on it", click(z + 9, r))
+        # the same once the precompute has finished (a budget of 3 slices): no encode competes with the click
+        panel.budget_spin.setValue(3 * cache().entry_bytes / 2**20 + 0.1)
+        arrive(z + 11)
+        _wait(app, lambda z=z: panel.last is not None and panel.last.center == z + 11 and not panel.runner.busy)
+        go(z + 12)
+        row("precompute finished (slice + 2 neighbours), click on a neighbour", click(z + 12, r))
+        panel.budget_spin.setValue(args.budget_mb)
+    panel.enabled.setChecked(False)
+    settle()
+    load = os.getloadavg()
+    print(f"## Background precompute ({args.model} @ {args.image_size} px, "
+          f"{'official' if args.weights else 'random'} weights, CPU, {args.threads} thread(s), stack {tuple(args.shape)}, "
+          f"budget {args.budget_mb:g} MB, load average after {load[0]:.1f}/{load[1]:.1f})\n")
+    print("| click-to-mask (through the dock) | wall median ms | wall min / max ms | click job CPU median ms | n |")
+    print("|---|---|---|---|---|")
+    for name, vals in rows.items():
+        wall, cpu = [v[0] for v in vals], [v[1] for v in vals]
+        print(f"| {name} | {statistics.median(wall):.0f} | {min(wall):.0f} / {max(wall):.0f} | "
+              f"{statistics.median(cpu):.0f} | {len(vals)} |")
+    print(f"\nDwell until the neighbour was ready: median {statistics.median(ready_s):.1f} s "
+          f"(min {min(ready_s):.1f}, max {max(ready_s):.1f}); encoder calls {cache().encoded}, "
+          f"peak RSS {_peak_rss_mb():.0f} MB. Decoder-only click, CPU of the whole process (dock, worker and "
+          f"this script's polling loop): median {statistics.median(decoder_process_cpu):.0f} ms.")
     widget.close()
     viewer.close()
 

@@ -18,6 +18,7 @@ import pytest
 import tifffile
 
 from napari_sam2med.cli import main
+from napari_sam2med.sam2.defaults import shipped_models
 
 oracle = pytest.importorskip("oracle")
 
@@ -151,7 +152,7 @@ def test_offline_flag_never_downloads(tmp_path, stack_file, monkeypatch, capsys)
     monkeypatch.setattr("pooch.retrieve", lambda *a, **k: calls.append(a) or 1 / 0)
     out = tmp_path / "l.tif"
     argv = ["propagate", str(stack_file), "--prompts", str(_prompts(tmp_path, GOOD)), "--out", str(out),
-            "--image-size", "64", "--no-progress"]
+            "--image-size", "64", "--no-progress", "--model", "sam2.1-tiny"]  # (no --model: the shipped one)
     assert main(argv + ["--offline"]) == 2
     err = capsys.readouterr().err
     assert "not cached" in err and "offline" in err and calls == [] and not out.exists()
@@ -245,7 +246,7 @@ def test_models_lists_the_registry(tmp_path):
         row = next(line for line in lines if line.split()[:1] == [cfg.name])
         params, image, cached = row.split()[1:4]
         assert params == f"{cfg.params_m:.1f}M" and int(image) == cfg.image_size
-        assert cached == ("yes" if cfg.name == "medsam2-latest" else "no")
+        assert cached == ("yes" if cfg.name in ("medsam2-latest", *shipped_models()) else "no")
         assert cfg.card in res.stdout and cfg.weights.url in res.stdout
     assert "7402e0d864fa82708a20fbd15bc84245c2f26dff0eb43a4b5b93452deb34be69" in res.stdout
     assert str(cache) in res.stdout

@@ -24,7 +24,7 @@ from typing import Callable, Iterator, Sequence
 
 __all__ = [
     "check_output_path", "add_model_args", "add_engine_args", "add_device_arg", "bad_input", "run_command",
-    "UserError", "MEMORY_KINDS", "ENGINE_KINDS",
+    "UserError", "MEMORY_KINDS", "ENGINE_KINDS", "MODEL_NOT_GIVEN", "apply_model_default",
     "EXIT_BAD_INPUT", "EXIT_BUG", "EXIT_INTERRUPTED",
 ]
 
@@ -35,6 +35,16 @@ EXIT_INTERRUPTED = 130
 
 class UserError(ValueError):
     """An input problem reported as one line (exit status 2)."""
+
+
+#: Lines for stderr held until a command's inputs are checked, so that bad input stays one line.
+_NOTICES: list[str] = []
+
+
+def _flush_notices() -> None:
+    for line in _NOTICES:
+        print(line, file=sys.stderr)
+    _NOTICES.clear()
 
 
 @contextlib.contextmanager
@@ -57,6 +67,7 @@ def bad_input(*errors: type[BaseException]) -> Iterator[None]:
         raise
     except caught as err:
         raise UserError(str(err).splitlines()[0] if str(err) else type(err).__name__) from err
+    _flush_notices()  # the inputs are good: now say which model runs (see apply_model_default)
 
 
 def run_command(name: str, func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
@@ -71,9 +82,14 @@ def run_command(name: str, func: Callable[[argparse.Namespace], int | None], arg
     args : argparse.Namespace
         Parsed arguments.
     """
+    _NOTICES.clear()
     try:
-        return int(func(args) or 0)
+        apply_model_default(name, args)
+        status = int(func(args) or 0)
+        _flush_notices()  # (a command that checked its inputs without bad_input)
+        return status
     except UserError as err:
+        _NOTICES.clear()
         print(f"sam2med {name}: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
@@ -99,7 +115,7 @@ def add_device_arg(p: argparse.ArgumentParser | argparse._ArgumentGroup, what: s
 #: ``engine.memory.MemoryKind`` values (kept here so the parser needs no torch import; a test checks they agree).
 MEMORY_KINDS = ("sam2", "slm")
 #: ``engine.encoders.EngineKind`` values (no torch import here; a test checks they agree).
-ENGINE_KINDS = ("torch", "onnx", "auto")
+ENGINE_KINDS = ("torch", "onnx", "openvino", "auto")
 
 
 def add_engine_args(p: argparse.ArgumentParser, encoder_engine: bool = False, crop: bool = False) -> None:
@@ -116,14 +132,49 @@ def add_engine_args(p: argparse.ArgumentParser, encoder_engine: bool = False, cr
                             "default: the model's, e.g. 3 for sam2med-small-ct, none for the official models)")
     if encoder_engine:
         g.add_argument("--engine", default="torch", choices=ENGINE_KINDS,
-                       help="image encoder: torch (default); onnx: ONNX Runtime on the CPU (exported once per "
-                            "model and image size, cached next to the checkpoints; falls back to torch if "
-                            "onnxruntime is missing or the export fails); auto: the faster of the two on the "
+                       help="CPU inference engine: torch (default); onnx: image encoder and memory attention on "
+                            "ONNX Runtime (exported once per model and image size, cached next to the "
+                            "checkpoints; falls back to torch if onnxruntime is missing or the export fails); "
+                            "openvino: the same on OpenVINO (optional extra); auto: the fastest measured on the "
                             "first slice")
     g.add_argument("--memory", default="sam2", choices=MEMORY_KINDS,
                    help="sam2 (default): SAM2's memory. slm: SLM-SAM2's short-long memory, for one annotated "
                         "slice propagated through a volume; use it with SLM-trained weights (a plain SAM2 "
                         "checkpoint gets untrained SLM modules and then predicts like sam2)")
+
+
+#: ``--model``'s default: replaced by :func:`apply_model_default` before the command runs.
+MODEL_NOT_GIVEN = "<default>"
+#: The architecture used when ``--checkpoint`` or ``--random-init`` is given without ``--model``.
+ARCHITECTURE_DEFAULT = "sam2.1-tiny"
+
+
+def apply_model_default(name: str, args: argparse.Namespace) -> None:
+    """Fill in ``args.model`` when ``--model`` was not given, and say which model and why.
+
+    The line goes to stderr once the command's inputs are checked (the end of its ``bad_input``
+    block), so bad input is still reported in one line.
+
+    With ``--checkpoint`` or ``--random-init`` the architecture defaults to :data:`ARCHITECTURE_DEFAULT`;
+    otherwise :func:`napari_sam2med.sam2.defaults.default_model` picks a cached official checkpoint or
+    the model shipped with the plugin (random weights are never picked). Commands without the model
+    arguments are left alone.
+    """
+    if getattr(args, "model", None) != MODEL_NOT_GIVEN:
+        return
+    if getattr(args, "checkpoint", None) or getattr(args, "random_init", False):
+        args.model = ARCHITECTURE_DEFAULT
+        return
+    from .sam2.checkpoint import offline_requested
+    from .sam2.defaults import default_model
+
+    try:
+        pick = default_model(offline=offline_requested(getattr(args, "offline", False)))
+    except RuntimeError as err:  # nothing cached and nothing shipped: never fall back to random weights
+        raise UserError(f"{err}; pass --model NAME (official weights download once) or --checkpoint FILE") from None
+    args.model = pick.name
+    advice = "; --model sam2.1-tiny downloads Meta's official weights" if pick.shipped and not args.offline else ""
+    _NOTICES.append(f"sam2med {name}: using model {pick.name}: {pick.reason}; card: {pick.card}{advice}")
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -135,8 +186,10 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     from .sam2.configs import MODEL_CONFIGS
 
     g = p.add_argument_group("model")
-    g.add_argument("--model", default="sam2.1-tiny", choices=sorted(MODEL_CONFIGS), metavar="NAME",
-                   help="model (default sam2.1-tiny); `sam2med models` lists them")
+    g.add_argument("--model", default=MODEL_NOT_GIVEN, choices=sorted(MODEL_CONFIGS), metavar="NAME",
+                   help="model; `sam2med models` lists them. Default: the first official model whose checkpoint "
+                        "is cached, else sam2med-small-ct (shipped with the plugin, no download; the command "
+                        f"says which); with --checkpoint or --random-init: {ARCHITECTURE_DEFAULT}")
     w = g.add_mutually_exclusive_group()
     w.add_argument("--checkpoint", default=None, help="a checkpoint file (default: the cached registry one)")
     w.add_argument("--random-init", action="store_true", help="random weights (development only)")

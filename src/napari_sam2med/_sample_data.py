@@ -6,8 +6,10 @@ that loads offline (``cells3d``, ``brain`` and ``kidney`` all need a pooch
 download), so no real 3D sample is offered.
 
 The generators also return ground truth, which tests and examples use to
-score a segmentation; the napari hooks show only the image (and, for the
-capillary video, the prompt points the SAM2Flow dock reads).
+score a segmentation. The napari hooks of the CT-like volume and the 2D+t movie
+add it as a hidden Labels layer named ``<image> ground truth`` (the segment
+dock's "Compare with a reference" box preselects it and shows per-object Dice);
+the capillary video comes with the prompt points the SAM2Flow dock reads.
 
 Axes and scale are the same for every sample, so opening several of them
 never mixes their sliders: the stack axis is called ``"slice"`` and has step 1
@@ -157,9 +159,23 @@ def synthetic_capillary_video(shape: tuple[int, int, int] = CAPILLARY_SHAPE, see
 
 
 # -- napari hooks ---------------------------------------------------------------
+#: Suffix of the ground-truth Labels layer of a sample image.
+TRUTH_SUFFIX = " ground truth"
+
+
+def _truth_layer(labels: np.ndarray, image_meta: dict, names: dict[int, str]) -> tuple:
+    """The hidden ground-truth Labels layer of a sample image (same scale and axes)."""
+    meta = {"name": image_meta["name"] + TRUTH_SUFFIX, "visible": False, "opacity": 0.5,
+            "axis_labels": image_meta["axis_labels"],
+            "metadata": {"ground_truth": True, "objects": dict(names)}}
+    if "scale" in image_meta:
+        meta["scale"] = image_meta["scale"]
+    return (labels, meta, "labels")
+
+
 def make_synthetic_volume() -> list[tuple]:
-    """napari sample: synthetic CT-like volume (24 x 128 x 128, anisotropic spacing)."""
-    image, _ = synthetic_volume()
+    """napari sample: synthetic CT-like volume (24 x 128 x 128, anisotropic spacing) and its ground truth."""
+    image, truth = synthetic_volume()
     meta = {
         "name": "synthetic CT volume",
         "scale": VOLUME_SCALE,
@@ -168,14 +184,14 @@ def make_synthetic_volume() -> list[tuple]:
         "colormap": "gray",
         "metadata": {"spacing_mm": VOLUME_SPACING},
     }
-    return [(image, meta, "image")]
+    return [(image, meta, "image"), _truth_layer(truth, meta, {1: "organ", 2: "bright lesion", 3: "dark lesion"})]
 
 
 def make_synthetic_timeseries() -> list[tuple]:
-    """napari sample: synthetic 2D+t movie (24 frames of 128 x 128) with moving, growing blobs."""
-    image, _ = synthetic_timeseries()
+    """napari sample: synthetic 2D+t movie (24 frames of 128 x 128) with moving, growing blobs, and its ground truth."""
+    image, truth = synthetic_timeseries()
     meta = {"name": "synthetic time series", "colormap": "gray", "axis_labels": SAMPLE_AXES}
-    return [(image, meta, "image")]
+    return [(image, meta, "image"), _truth_layer(truth, meta, {1: "blob 1", 2: "blob 2", 3: "blob 3"})]
 
 
 def make_capillary_video() -> list[tuple]:

@@ -121,7 +121,7 @@ def test_bad_manifest_fails_before_any_work_listing_all(tmp_path, test_checkpoin
     data["volumes"][3]["out"] = "vol3_labels.png"
     data["volumes"][4]["box"] = [99, 1, 1, 5, 5]  # slice out of range (and prompts too: both given)
     data["volumes"].append({"image": "vol1.npy", "box": [0, 500, 500, 600, 600]})  # box outside the slice
-    data["volumes"].append({"image": "vol1.npy", "auto": True})  # no prompt encoder yet
+    data["volumes"].append({"image": "vol1.npy", "auto": True})  # no --prompt-encoder given
     manifest.write_text(json.dumps(data))
     out = tmp_path / "out"
     res = sam2med("batch", str(manifest), "--out", str(out), "--checkpoint", str(test_checkpoint), *MODEL_ARGS,
@@ -135,6 +135,6 @@ def test_bad_manifest_fails_before_any_work_listing_all(tmp_path, test_checkpoin
     assert "entry 4 (vol3.nii.gz): labels output 'vol3_labels.png'" in text
     assert "entry 5 (vol4.tif): give exactly one of prompts, box or auto" in text
     assert "entry 6 (vol1.npy): prompt #0: box" in text and "outside the 64x64 slice" in text
-    assert "entry 7 (vol1.npy): auto prompts need an AutoSAM2 prompt encoder" in text
+    assert "entry 7 (vol1.npy): auto entries need an AutoSAM2 prompt encoder (--prompt-encoder" in text
     assert len(lines) == 6
     assert not out.exists()  # nothing started, nothing written

@@ -59,7 +59,7 @@ def test_prompt_encoder_and_bad_options_are_one_line_errors(tmp_path, capsys):
     from napari_sam2med.cli import main
 
     manifest = make_study(tmp_path / "study", n=1)
-    for extra, message in ((["--prompt-encoder", "enc.pt"], "AutoSAM2 prompt encoders are not available yet"),
+    for extra, message in ((["--prompt-encoder", "enc.pt"], "unknown prompt encoder 'enc.pt': neither a file nor a shipped name"),
                            (["--workers", "0"], "--workers must be at least 1"),
                            (["--retries", "-1"], "--retries must be 0 or more")):
         rc = main(["batch", str(manifest), "--out", str(tmp_path / "out"), *extra])

@@ -1,7 +1,8 @@
 """Propagation parity with the official SAM2VideoPredictor, with our image encoder on ONNX Runtime.
 
 Reuses ``test_propagation_parity``'s comparison (logits within 1e-3, mask IoU >= 0.999 on every
-frame and object), with every Session built with ``engine="onnx"``; SAM2.1-tiny at 128 px.
+frame and object), with every Session built with ``engine="onnx"`` (image encoder and memory
+attention on ONNX Runtime); SAM2.1-tiny at 128 px.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pytest
 import torch
 
 from napari_sam2med.engine import Session, frame_to_tensor
+from napari_sam2med.engine.onnx_memattn import OnnxMemoryAttention
 from napari_sam2med.io import FrameStack
 from napari_sam2med.sam2 import build_model, get_config
 
@@ -54,6 +56,10 @@ def test_onnx_propagation_matches_official(setup, monkeypatch, reverse):
         sessions.append(Session(*args, engine="onnx", **kwargs))
         return sessions[-1]
 
+    calls = []
+    real = OnnxMemoryAttention.__call__
+    monkeypatch.setattr(OnnxMemoryAttention, "__call__", lambda self, **kw: calls.append(1) or real(self, **kw))
     monkeypatch.setattr(parity, "Session", onnx_session)
     parity.test_propagation_matches_official(data, monkeypatch, reverse)
     assert sessions and all(s.encoder.name == "onnx" for s in sessions)  # no silent fallback to torch
+    assert calls  # the tracked frames attended to memory through ONNX Runtime

@@ -136,7 +136,7 @@ def test_cli_offline_missing_checkpoint_is_bad_input(tmp_path, synthetic_case, c
     monkeypatch.setenv("SAM2MED_CACHE", str(tmp_path / "cache"))
     folder = write_layer_sequence_folder(tmp_path / "faz", synthetic_case, "faz")
     out = tmp_path / "o.tif"
-    assert run(parse(["faz", str(folder), "--out", str(out), "--offline"])) == 2
+    assert run(parse(["faz", str(folder), "--out", str(out), "--offline", "--model", "sam2.1-tiny"])) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("sam2med octa: error:") and "offline" in err and "\n" not in err
     assert not out.exists()

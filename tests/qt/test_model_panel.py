@@ -26,6 +26,7 @@ def test_missing_weights_is_a_clear_message(qtbot, monkeypatch, tmp_path):
     monkeypatch.setenv("SAM2MED_CACHE", str(tmp_path))
     panel = ModelPanel()
     qtbot.addWidget(panel)
+    panel.set_choice(name="sam2.1-tiny")  # (an empty cache preselects the shipped model)
     assert "no weights found" in panel.weights_label.text()
     messages = []
     panel.message.connect(messages.append)

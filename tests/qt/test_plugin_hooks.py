@@ -34,10 +34,11 @@ def test_manifest_validates_and_lists_contributions():
 def test_sample_data_shapes_and_ground_truth():
     from napari_sam2med import _sample_data as sd
 
-    [(image, meta, kind)] = sd.make_synthetic_volume()
+    [(image, meta, kind), (_, truth_meta, truth_kind)] = sd.make_synthetic_volume()  # + its ground truth
     assert image.shape == (24, 128, 128) and image.dtype == np.int16 and kind == "image"
+    assert truth_kind == "labels" and truth_meta["scale"] == meta["scale"] and not truth_meta["visible"]
     assert meta["scale"] == sd.VOLUME_SCALE and meta["metadata"]["spacing_mm"] == sd.VOLUME_SPACING
-    [(movie, _, _)] = sd.make_synthetic_timeseries()
+    [(movie, _, _), _] = sd.make_synthetic_timeseries()
     assert movie.shape == (24, 128, 128) and movie.dtype == np.uint16
     img, gt = sd.synthetic_volume()
     assert set(np.unique(gt)) == {0, 1, 2, 3}

@@ -5,7 +5,13 @@ Loading and downloading run in the shared job runner; the panel emits
 (the dock hands it to the viewer's :class:`~.viewer_context.ModelManager`, so
 every dock uses the same model).
 Random weights are a developer option only: the checkbox is hidden unless
-``$SAM2MED_DEV=1`` or the "Developer" expander is opened.
+``$SAM2MED_DEV=1`` or the "Developer" expander is opened, and it is never chosen by default.
+
+The model preselected is :func:`napari_sam2med.sam2.defaults.default_model`: the first official
+model whose checkpoint is cached, else the small model shipped with the plugin (no download);
+the panel says which and why, describes the chosen model in one line and opens its model card.
+With ``engine_choice=True`` (the segment dock) it also offers the image-encoder engine of the
+session (``engine.encoders.EngineKind``: torch, onnx, auto, ...).
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from qtpy.QtCore import Signal
+from qtpy.QtCore import QUrl, Signal
+from qtpy.QtGui import QDesktopServices
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -47,20 +54,29 @@ class ModelChoice:
     random_init: bool = False
 
     def describe(self) -> str:
-        weights = "RANDOM weights" if self.random_init else (
-            self.checkpoint.name if self.checkpoint else "official weights")
+        from ..sam2.defaults import shipped_models
+
+        weights = "RANDOM weights (developer option)" if self.random_init else (
+            self.checkpoint.name if self.checkpoint else
+            "shipped weights" if self.name in shipped_models() else "official weights")
         return f"{self.name} @ {self.image_size} px, {self.device}, {weights}"
 
 
 def cached_checkpoint(name: str) -> Path | None:
-    """The official checkpoint of ``name`` in the local cache, or None."""
-    from ..sam2 import checkpoint
+    """The registered weights of ``name`` on this machine (the cache, or shipped in the package), or None."""
+    from ..sam2.defaults import local_weights
 
     try:
-        path = checkpoint.cache_dir() / checkpoint.get_spec(name).filename
-    except (ValueError, KeyError):
+        return local_weights(name)
+    except ValueError:  # not a registered model
         return None
-    return path if path.is_file() else None
+
+
+def engine_kinds() -> list[str]:
+    """The image-encoder engines a session takes (``engine.encoders.EngineKind``, in its order)."""
+    from ..engine.encoders import EngineKind
+
+    return [kind.value for kind in EngineKind]
 
 
 def load_choice(choice: ModelChoice):
@@ -89,14 +105,36 @@ class ModelPanel(QGroupBox):
     model_loaded = Signal(object, str)
     message = Signal(str)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, engine_choice: bool = False) -> None:
         super().__init__("Model", parent)
         from ..sam2 import MODEL_NAMES
+        from ..sam2.checkpoint import offline_requested
+        from ..sam2.defaults import DefaultModel, default_model
 
         self.runner = JobRunner(parent=self)
         self._checkpoint_file: Path | None = None
+        #: the model offered when the panel opens, and why (``sam2.defaults.DefaultModel``)
+        try:
+            self.default = default_model(offline=offline_requested())
+        except RuntimeError as err:  # nothing cached, nothing shipped: offer the first model, never random weights
+            self.default = DefaultModel(MODEL_NAMES[0], f"{err}: press Download or choose a file", "", shipped=False)
         self.name_combo = QComboBox()
         self.name_combo.addItems(list(MODEL_NAMES))
+        self.about_label = QLabel()  # one line: what the chosen model is
+        self.about_label.setWordWrap(True)
+        self.card_button = QPushButton("Model card")
+        self.card_button.setToolTip("Open the chosen model's card: its data, recipe, accuracy and limits")
+        advice = " For Meta's official weights pick sam2.1-tiny and press Download." if self.default.shipped else ""
+        self.default_note = QLabel(f"<i>Preselected: {self.default.reason}.{advice}</i>")
+        self.default_note.setWordWrap(True)
+        self.default_note.setVisible(self.default.shipped or cached_checkpoint(self.default.name) is None)
+        self.engine_combo = QComboBox()  # the Session's image-encoder engine (segment dock only)
+        self.engine_combo.setToolTip(
+            "Inference engine of the session: torch (default); the others run the model exported once per "
+            "model and size on the CPU (falling back to torch, with a message, when they cannot); auto keeps "
+            "the fastest on the first slice")
+        if engine_choice:
+            self.engine_combo.addItems(engine_kinds())
         self.size_combo = QComboBox()
         self.size_combo.addItems([str(s) for s in IMAGE_SIZES])
         self.size_combo.setToolTip("Input size of the network: smaller is faster, coarser")
@@ -119,7 +157,7 @@ class ModelPanel(QGroupBox):
         self.dev_toggle = QPushButton("Developer \u25b8")
         self.dev_toggle.setCheckable(True)
         self.dev_toggle.setFlat(True)
-        self.random_init = QCheckBox("Random weights (testing only: masks are meaningless)")
+        self.random_init = QCheckBox("Random weights (developer option: masks are meaningless)")
         dev_mode = os.environ.get(DEV_ENV, "") == "1"
         self.random_init.setVisible(dev_mode)
         self.dev_toggle.setChecked(dev_mode)
@@ -127,12 +165,17 @@ class ModelPanel(QGroupBox):
 
         form = QFormLayout()
         form.addRow("Model", self.name_combo)
+        form.addRow("", self.about_label)
+        form.addRow("", self.default_note)
         form.addRow("Image size", self.size_combo)
         form.addRow("", self.speed_hint)
         form.addRow("Device", self.device_combo)
+        if engine_choice:
+            form.addRow("Engine", self.engine_combo)
         buttons = QHBoxLayout()
         buttons.addWidget(self.download_button)
         buttons.addWidget(self.browse_button)
+        buttons.addWidget(self.card_button)
         form.addRow("Weights", self.weights_label)
         form.addRow("", buttons)
         layout = QVBoxLayout(self)
@@ -143,14 +186,16 @@ class ModelPanel(QGroupBox):
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
 
-        self.name_combo.currentTextChanged.connect(self._forget_file)
+        self.name_combo.currentTextChanged.connect(self._on_name_changed)
+        self.card_button.clicked.connect(self.open_card)
         self.download_button.clicked.connect(self.download)
         self.browse_button.clicked.connect(self._browse)
         self.load_button.clicked.connect(self.load)
         self.random_init.toggled.connect(lambda _: self.refresh_weights())
         self.device_combo.currentTextChanged.connect(lambda _: self.update_speed_hint())
         self.size_combo.currentTextChanged.connect(lambda _: self.update_speed_hint())
-        self.refresh_weights()
+        self.set_choice(name=self.default.name)
+        self._on_name_changed()
         self.update_speed_hint()
 
     # -- state ------------------------------------------------------------------
@@ -179,6 +224,27 @@ class ModelPanel(QGroupBox):
         if random_init is not None:
             self.random_init.setChecked(random_init)
 
+    def engine(self) -> str:
+        """The chosen image-encoder engine (an ``EngineKind`` value; ``"torch"`` without the engine choice)."""
+        return self.engine_combo.currentText() or "torch"
+
+    def card(self) -> str:
+        """Where the chosen model's card is (a file path or a URL; empty if it has none)."""
+        from ..sam2.defaults import card_location
+
+        try:
+            return card_location(self.name_combo.currentText())
+        except ValueError:
+            return ""
+
+    def open_card(self) -> bool:
+        """Open the chosen model's card (browser or file viewer); returns whether one was opened."""
+        card = self.card()
+        if not card:
+            return False
+        url = QUrl(card) if card.startswith(("http://", "https://")) else QUrl.fromLocalFile(card)
+        return bool(QDesktopServices.openUrl(url))
+
     def add_checkpoint(self, name: str, path) -> None:
         """Choose the weights file ``path`` of model ``name`` (e.g. a fine-tuned run's ``best.pt``)."""
         self.set_choice(name=name)  # before the file: a model change forgets the chosen file
@@ -192,7 +258,10 @@ class ModelPanel(QGroupBox):
         elif choice.checkpoint is not None:
             text = f"file: {choice.checkpoint.name}"
         elif (path := cached_checkpoint(choice.name)) is not None:
-            text = f"cached: {path.name}"
+            from ..sam2.defaults import shipped_models
+
+            text = (f"shipped with the plugin: {path.name}" if choice.name in shipped_models()
+                    else f"cached: {path.name}")
         else:
             text = "<b>no weights found</b>: press Download (needs internet) or choose a file"
         self.weights_label.setText(text)
@@ -228,8 +297,23 @@ class ModelPanel(QGroupBox):
         if not on:
             self.random_init.setChecked(False)
 
-    def _forget_file(self, *_) -> None:
+    def _on_name_changed(self, *_) -> None:
+        """A new model: forget a chosen file, show what it is, offer its own input size."""
+        from ..sam2 import get_config
+        from ..sam2.defaults import shipped_models
+
         self._checkpoint_file = None
+        name = self.name_combo.currentText()
+        try:
+            cfg = get_config(name)
+        except ValueError:  # a name added by set_choice that the registry does not know
+            self.about_label.setText("")
+        else:
+            origin = "shipped with the plugin, no download" if name in shipped_models() else "downloaded once"
+            self.about_label.setText(f"{cfg.summary or name} ({origin})")
+            self.set_choice(image_size=cfg.image_size)
+        self.card_button.setEnabled(bool(self.card()))
+        self.download_button.setEnabled(name not in shipped_models())
         self.refresh_weights()
 
     def _browse(self) -> None:
@@ -282,3 +366,6 @@ class ModelPanel(QGroupBox):
         self.progress.setVisible(False)
         for button in (self.load_button, self.download_button, self.browse_button):
             button.setEnabled(True)
+        from ..sam2.defaults import shipped_models
+
+        self.download_button.setEnabled(self.name_combo.currentText() not in shipped_models())

@@ -62,7 +62,7 @@ class SegmentPrompts:
         if self.viewer.dims.ndisplay != 2:
             self.show_error("switch the viewer to 2D to place prompts and segment")
             return False
-        key = (geometry, id(model))
+        key = (geometry, id(model), self.model_panel.engine())  # a new engine choice: a new session
         if ann.session is None or ann.session_key != key:
             if self._propagation is not None and self._propagation.ann is ann:
                 self.show_error("a propagation is running: wait for it or cancel it")
@@ -74,7 +74,7 @@ class SegmentPrompts:
                                    geometry=image.metadata.get("geometry")).along(geometry.axis_view.axis)
             else:
                 stack = FrameStack(geometry.frames(data), window=window, name=image.name)
-            ann.session = Session(model, stack)
+            ann.session = Session(model, stack, engine=self.model_panel.engine())
             ann.session_key, ann.geometry, ann.synced = key, geometry, {}
         return True
 

@@ -172,6 +172,8 @@ def undo_step(state: ImageAnnotation, undo: bool) -> str:
         title = "paint stroke"
     else:
         apply_group(layer.data, step, undo=undo)
+        if hasattr(step, "after_apply"):  # e.g. an auto-segmentation also adds / removes its mask prompt
+            step.after_apply(undo)
         layer.refresh()
         title = step.title
     return f"{'Undid' if undo else 'Redid'}: {title}"

@@ -18,12 +18,15 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from ._worker import JobRunner
+from .auto_panel import AutoPanel, AutoSegment
 from .connections import Connections, DockLifecycle
 from .label_edits import EXTERNAL
 from .model_panel import ModelPanel
 from .object_list import ObjectListPanel
+from .precompute_panel import PrecomputePanel
 from .project_panel import ProjectActions, ProjectPanel
 from .prompt_layers import install_polarity_callback
+from .reference_dice import ReferenceDicePanel
 from .segment_axis import SegmentAxis
 from .segment_jobs import SegmentJobs
 from .segment_layers import ensure_layers, find_layer
@@ -67,10 +70,11 @@ class SegmentWidget(DockLifecycle, SegmentJobs, SegmentPrompts, SegmentAxis, Pro
         self._seconds_per_slice: float | None = None
 
         self.image_panel = ImagePanel()
-        self.model_panel = ModelPanel()
+        self.model_panel = ModelPanel(engine_choice=True)
         self.prompt_panel = PromptPanel()
         self.object_panel = ObjectListPanel()
         self.propagate_panel = PropagatePanel()
+        self.auto_panel = AutoPanel()
         self.project_panel = ProjectPanel()
         self.help_panel = ShortcutHelp()
         self.status = QLabel("Load a model and pick an image layer to start.")
@@ -81,11 +85,12 @@ class SegmentWidget(DockLifecycle, SegmentJobs, SegmentPrompts, SegmentAxis, Pro
         self.segment_runner = JobRunner(parent=self)
         p = self.propagate_panel
         self.propagation_runner = JobRunner(p.progress, p.run_button, p.cancel_button, parent=self)
+        self.precompute_panel = PrecomputePanel(self)  # background encoding of nearby slices (issue 15)
 
         inner = QWidget()
         column = QVBoxLayout(inner)
         for panel in (self.image_panel, self.model_panel, self.prompt_panel, self.object_panel,
-                      self.propagate_panel, self.project_panel, self.help_panel):
+                      self.propagate_panel, self.precompute_panel, self.auto_panel, self.project_panel, self.help_panel):
             column.addWidget(panel)
         column.addWidget(self.status)
         column.addStretch(1)
@@ -97,7 +102,10 @@ class SegmentWidget(DockLifecycle, SegmentJobs, SegmentPrompts, SegmentAxis, Pro
         layout.addWidget(scroll)
 
         self._connect_panels()
+        self.auto = AutoSegment(self, self.auto_panel)
         self._connect_project()
+        self.reference_panel = ReferenceDicePanel(self)  # per-object Dice against a reference layer
+        column.insertWidget(column.indexOf(self.project_panel), self.reference_panel)
         models = self.context.models
         models.acquire(self)
         self.connections.connect(self.viewer, models.changed, self._on_shared_model)
@@ -331,6 +339,7 @@ class SegmentWidget(DockLifecycle, SegmentJobs, SegmentPrompts, SegmentAxis, Pro
         self._pending.clear()
         self.propagation_runner.cancel("the dock was closed")
         self.segment_runner.cancel("the dock was closed")
+        self.precompute_panel.teardown()
         self.model_panel.cancel()
         self._stop_autosave()
         self.connections.release_all()

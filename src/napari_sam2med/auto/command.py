@@ -2,7 +2,7 @@
 
 Usage::
 
-    sam2med auto STACK --prompt-encoder PROMPT.pt --out LABELS.tif|.zarr|.nii.gz|.nrrd
+    sam2med auto STACK --prompt-encoder NAME|PROMPT.pt --out LABELS.tif|.zarr|.nii.gz|.nrrd
                  [--video-mode per-frame|first-frame-propagate] [--axis axial|coronal|sagittal]
                  [--window LO HI] [--label 1] [--overwrite] [--no-progress]
                  [--model NAME] [--checkpoint PATH | --random-init] [--image-size N] [--device auto] [--offline]
@@ -33,7 +33,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("stack", help="(Z,Y,X), (T,Y,X) or (T,Y,X,C) stack: .tif/.tiff, .zarr, .npy, .npz, "
                                  ".nii/.nii.gz, .nrrd or a DICOM series folder")
-    p.add_argument("--prompt-encoder", required=True, metavar="PATH", help="AutoSAM2 prompt-encoder file (.pt)")
+    p.add_argument("--prompt-encoder", required=True, metavar="NAME|PATH",
+                   help="AutoSAM2 prompt encoder: a shipped name or a file from `sam2med train --auto-prompt`")
     p.add_argument("--out", required=True, help="label stack to write: .tif/.tiff, .zarr, .nii/.nii.gz or .nrrd")
     p.add_argument("--video-mode", default="per-frame", choices=VIDEO_MODES,
                    help="per-frame (default): every slice on its own; first-frame-propagate: auto-prompt the "
@@ -59,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from ..sam2 import load_model
     from .infer import NoObjectFound, auto_segment_to_file
     from .prompt_net import load_prompt_net
+    from .shipped import resolve_prompt_encoder
 
     with bad_input():
         if args.label < 1 or args.label > 65535:
@@ -71,11 +73,12 @@ def run(args: argparse.Namespace) -> int:
         except (ValueError, TypeError) as err:
             raise UserError(f"{args.stack}: {err}") from None
         check_output(out_path, stack)
-        _, rec = load_prompt_net(args.prompt_encoder)  # reads the recorded SAM2 (no check yet)
+        encoder = resolve_prompt_encoder(args.prompt_encoder)  # a shipped name or a file
+        _, rec = load_prompt_net(encoder)  # reads the recorded SAM2 (no check yet)
         model = load_model(args.model or rec["name"], image_size=args.image_size or int(rec["image_size"]),
                            checkpoint=args.checkpoint, random_init=args.random_init, device=args.device,
                            offline=args.offline or None, progress=not args.no_progress)
-        net, _ = load_prompt_net(args.prompt_encoder, model)  # refuses other SAM2 weights
+        net, _ = load_prompt_net(encoder, model)  # refuses other SAM2 weights
     torch.set_grad_enabled(False)
     gen = auto_segment_to_file(model, net, stack, out_path, args.video_mode, obj_id=args.label)
     with tqdm(desc="auto", unit="slice", disable=args.no_progress, file=sys.stderr) as bar:

@@ -14,19 +14,15 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import Generator
+from typing import Generator, Iterable
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from ..engine.preprocess import frame_to_tensor
 from ..engine.propagation import PropagationStep
-from ..sam2.device import autocast_context
 from ..sam2.model import SAM2Model
-from .prompt_net import PromptNet, auto_decode
+from .prompt_net import PromptNet
 
-__all__ = ["NoObjectFound", "VideoMode", "auto_mask", "auto_segment", "auto_segment_to_file"]
+__all__ = ["NoObjectFound", "VideoMode", "auto_mask", "auto_steps", "auto_segment", "auto_segment_to_file"]
 
 
 class NoObjectFound(ValueError):
@@ -64,14 +60,40 @@ def auto_mask(model: SAM2Model, net: PromptNet, frame01: np.ndarray) -> tuple[np
     (mask, score) : (ndarray, float)
         bool (Y, X) mask (empty when SAM2's object-score head says "absent") and that score logit.
     """
-    frame01 = np.asarray(frame01)
-    x = frame_to_tensor(frame01, model.image_size, model.device)
-    with torch.inference_mode(), autocast_context(model.device):
-        feats = model.encode_image(x)
-        sparse, dense = net(x)
-        low, score = auto_decode(model, feats, sparse, dense, gate=True)
-    up = F.interpolate(low.float(), size=frame01.shape[:2], mode="bilinear", align_corners=False)
-    return (up[0, 0] > 0).cpu().numpy(), float(score.flatten()[0])
+    from .predict import predict_mask  # whole slice, or locate + crop window for crop-mode networks
+
+    return predict_mask(model, net, np.asarray(frame01))
+
+
+def auto_steps(model: SAM2Model, net: PromptNet, stack, obj_id: int = 1,
+               slices: Iterable[int] | None = None) -> Generator[PropagationStep, None, int]:
+    """Per-frame auto-segmentation, one :class:`PropagationStep` per slice (nothing kept in memory).
+
+    Parameters
+    ----------
+    model, net : the frozen SAM2 and its prompt encoder.
+    stack : FrameStack
+        Anything with ``len`` and ``normalized(i)`` (a slice scaled to [0, 1]).
+    obj_id : int
+        Object id the masks are reported under.
+    slices : iterable of int, optional
+        Slices to segment, in this order (default: all).
+
+    Yields
+    ------
+    PropagationStep
+        ``masks={obj_id: bool (Y, X)}`` of each slice (empty where SAM2 says "no object").
+
+    Returns
+    -------
+    int
+        Slices segmented.
+    """
+    order = list(range(len(stack)) if slices is None else slices)
+    for k, i in enumerate(order):
+        mask, _ = auto_mask(model, net, stack.normalized(int(i)))
+        yield PropagationStep(slice_idx=int(i), masks={obj_id: mask}, done=k + 1, total=len(order))
+    return len(order)
 
 
 def auto_segment(model: SAM2Model, net: PromptNet, stack, mode: VideoMode | str = VideoMode.PER_FRAME, *,
@@ -118,10 +140,9 @@ def auto_segment(model: SAM2Model, net: PromptNet, stack, mode: VideoMode | str 
     if out is None:
         out = np.zeros((n, *stack.frame_shape), np.uint8 if obj_id < 256 else np.uint16)
     if mode is VideoMode.PER_FRAME:
-        for i in range(n):
-            mask, _ = auto_mask(model, net, stack.normalized(i))
-            out[i] = merge_masks(np.asarray(out[i]), {obj_id: mask})
-            yield PropagationStep(slice_idx=i, masks={obj_id: mask}, done=i + 1, total=n)
+        for step in auto_steps(model, net, stack, obj_id):
+            out[step.slice_idx] = merge_masks(np.asarray(out[step.slice_idx]), step.masks)
+            yield step
         return out
     if not 0 <= start < n:
         raise ValueError(f"start slice {start} is out of range 0..{n - 1}")

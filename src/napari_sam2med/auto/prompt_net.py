@@ -8,6 +8,11 @@ mask decoder (``model.sam_mask_decoder``) on those embeddings.
 A prompt encoder is only meaningful for the SAM2 weights it was trained against, so the file
 (:func:`save_prompt_net`) records that model's name and a SHA-256 of its parameters
 (:func:`sam2_fingerprint`), and :func:`load_prompt_net` refuses any other SAM2.
+
+Crop mode (``PromptNetConfig.crop_context > 0``, for SAM2s trained on crops around the object such
+as ``sam2med-small-ct``): an auxiliary head (:meth:`PromptNet.aux_logits`) gives the network's own
+coarse mask; :mod:`.predict` uses it on the whole slice to place a window, and SAM2 is prompted
+inside that window.
 """
 
 from __future__ import annotations
@@ -48,6 +53,15 @@ class PromptNetConfig:
         Channels of the first level (doubling per level, 4 levels down to stride 16).
     sparse_tokens : int
         Sparse prompt tokens produced (0 for a dense prompt only).
+    aux : bool
+        Add the auxiliary coarse-mask head (needed by crop mode).
+    crop_context : float
+        0: SAM2 sees the whole slice. Otherwise SAM2 is prompted in a square window this many
+        times the located object's longer side (see :mod:`.predict`).
+    locate_size : int
+        Crop mode: side the whole slice is resized to for locating the object.
+    refine : int
+        Crop mode: times the window is re-centred on SAM2's own mask and SAM2 run again.
     """
 
     embed_dim: int
@@ -55,6 +69,11 @@ class PromptNetConfig:
     input_size: int = 128
     width: int = 16
     sparse_tokens: int = 2
+    aux: bool = False
+    crop_context: float = 0.0
+    locate_size: int = 256
+    refine: int = 1
+    tta: int = 1
 
     @classmethod
     def for_model(cls, model: SAM2Model, **kw) -> "PromptNetConfig":
@@ -86,6 +105,7 @@ class PromptNet(nn.Module):
         self.up = nn.ModuleList([_block(chans[i + 1] + chans[i], chans[i], 1) for i in (2, 1)])
         self.adapter = nn.Conv2d(chans[1], config.embed_dim, 1)  # 1x1: match SAM2's channels
         self.sparse = nn.Linear(chans[3], config.sparse_tokens * config.embed_dim) if config.sparse_tokens else None
+        self.aux_head = nn.Conv2d(chans[1], 1, 1) if config.aux else None
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Prompt embeddings of normalised images ``(B, 3, S, S)`` (SAM2's input).
@@ -95,9 +115,11 @@ class PromptNet(nn.Module):
         (sparse, dense) : tuple of Tensor
             ``(B, K, C)`` and ``(B, C, feat_size, feat_size)``.
         """
-        s = self.config.input_size
-        x = images if tuple(images.shape[-2:]) == (s, s) else F.interpolate(
-            images, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+        sparse, dense, _ = self.forward_all(images)
+        return sparse, dense
+
+    def _trunk(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stride-4 decoder features and the stride-16 bottleneck of an input at any size."""
         skips = []
         for block in self.down:
             x = block(x)
@@ -105,15 +127,36 @@ class PromptNet(nn.Module):
         for block, skip in zip(self.up, (skips[2], skips[1])):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = block(torch.cat([x, skip], dim=1))
+        return x, skips[-1]
+
+    def forward_all(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``(sparse, dense, aux)``: the prompts and the auxiliary coarse-mask logits
+        ``(B, 1, S/4, S/4)`` at the network's input size (None without an aux head)."""
+        x = _resize(images, self.config.input_size)
+        x, bottleneck = self._trunk(x)
+        aux = self.aux_head(x) if self.aux_head is not None else None
         f = self.config.feat_size
         if tuple(x.shape[-2:]) != (f, f):
             x = F.interpolate(x, size=(f, f), mode="bilinear", align_corners=False, antialias=True)
         dense = self.adapter(x)
         b, c = images.shape[0], self.config.embed_dim
         if self.sparse is None:
-            return dense.new_zeros(b, 0, c), dense
-        pooled = skips[-1].mean(dim=(2, 3))
-        return self.sparse(pooled).view(b, self.config.sparse_tokens, c), dense
+            return dense.new_zeros(b, 0, c), dense, aux
+        return self.sparse(bottleneck.mean(dim=(2, 3))).view(b, self.config.sparse_tokens, c), dense, aux
+
+    def aux_logits(self, images: torch.Tensor, size: int) -> torch.Tensor:
+        """Auxiliary coarse-mask logits ``(B, 1, size/4, size/4)`` of images resized to ``size``
+        (crop mode locates the object on the whole slice with this)."""
+        if self.aux_head is None:
+            raise ValueError("this prompt encoder has no auxiliary (locating) head")
+        x, _ = self._trunk(_resize(images, size))
+        return self.aux_head(x)
+
+
+def _resize(images: torch.Tensor, s: int) -> torch.Tensor:
+    if tuple(images.shape[-2:]) == (s, s):
+        return images
+    return F.interpolate(images, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
 
 
 def auto_decode(model: SAM2Model, feats: FrameFeatures, sparse: torch.Tensor, dense: torch.Tensor,
@@ -170,7 +213,7 @@ def sam2_fingerprint(model: SAM2Model) -> str:
 
 
 def save_prompt_net(path: str | Path, net: PromptNet, sam2: SAM2Model, *, fp16: bool = True,
-                    extra: dict | None = None) -> Path:
+                    extra: dict | None = None, checkpoint_sha256: str | None = None) -> Path:
     """Save a prompt encoder on its own, with the SAM2 weights it was trained against.
 
     Parameters
@@ -185,13 +228,16 @@ def save_prompt_net(path: str | Path, net: PromptNet, sam2: SAM2Model, *, fp16: 
         Store floating-point tensors in half precision (shipped weights are small).
     extra : dict, optional
         Plain data (numbers, strings) recorded with it, e.g. training steps and metrics.
+    checkpoint_sha256 : str, optional
+        SHA-256 of the SAM2 checkpoint file the weights came from (recorded for people; the
+        check on loading uses the parameter fingerprint, which does not depend on the file).
     """
     from ..io.writers import atomic_write
 
     sd = {k: (v.half() if fp16 and v.is_floating_point() else v).detach().cpu() for k, v in net.state_dict().items()}
     blob = {"format": FORMAT, "prompt_encoder": sd,
             "sam2": {"name": sam2.config.name, "image_size": sam2.config.image_size,
-                     "sha256": sam2_fingerprint(sam2)},
+                     "sha256": sam2_fingerprint(sam2), "checkpoint_sha256": checkpoint_sha256 or ""},
             "config": asdict(net.config), "extra": dict(extra or {})}
     return atomic_write(Path(path), lambda tmp: torch.save(blob, tmp))
 

@@ -7,6 +7,12 @@ The SAM2 weights are fingerprinted before and after training; a change is an err
 
 Loss: Dice + binary cross-entropy on the low-resolution mask logits, plus a small BCE term on
 SAM2's object-score head (object present iff the label is non-empty).
+
+Crop mode (``crop_context > 0``; see :mod:`.predict`): every step draws fresh augmented windows
+around the object (:mod:`.sampling`), runs the frozen image encoder on them (cheap for small SAM2s
+such as ``sam2med-small-ct``; nothing is cached) and trains the prompts through SAM2's decoder (loss
+at SAM2's input resolution), the auxiliary head on the same windows and, for locating, on
+``locate_batch`` whole-slice views at ``locate_size``.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from ..engine.preprocess import frame_to_tensor
 from ..sam2.model import FrameFeatures, SAM2Model
 from .prompt_net import PromptNet, PromptNetConfig, auto_decode, sam2_fingerprint
 
-__all__ = ["AutoTrainConfig", "AutoTrainStep", "AutoTrainResult", "train_prompt_net", "dice_bce_loss"]
+__all__ = ["AutoTrainConfig", "AutoTrainStep", "AutoTrainResult", "train_prompt_net", "new_prompt_net",
+           "dice_bce_loss"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +49,12 @@ class AutoTrainConfig:
         Random flips / 90-degree rotations (SAM2 features are cached per variant) and a gamma /
         contrast jitter of the prompt network's own input.
     input_size, width, sparse_tokens : PromptNet architecture (see :class:`.PromptNetConfig`).
+    crop_context : float
+        0: whole-slice mode. Otherwise crop mode; the context SAM2's window gets at inference
+        (training draws it from ``context_range``, centre jittered by ``jitter`` of the side).
+    locate_size, locate_batch, aux_weight, refine, tta : crop mode: the locating input side,
+        whole-slice views per step, weight of the auxiliary-head loss; window re-centrings and
+        flips / rotations averaged at inference.
     seed : int
         Seeds the network initialisation and the sampling.
     checkpoint : path, optional
@@ -60,6 +73,14 @@ class AutoTrainConfig:
     input_size: int = 128
     width: int = 16
     sparse_tokens: int = 2
+    crop_context: float = 0.0
+    context_range: tuple[float, float] = (1.8, 3.0)
+    jitter: float = 0.12
+    locate_size: int = 256
+    locate_batch: int = 1
+    aux_weight: float = 0.5
+    refine: int = 1
+    tta: int = 1
     seed: int = 0
     checkpoint: str | None = None
     checkpoint_every: int = 50
@@ -134,6 +155,14 @@ def _jitter(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     return x * float(rng.uniform(0.8, 1.25)) + float(rng.uniform(-0.2, 0.2))
 
 
+def new_prompt_net(model: SAM2Model, config: AutoTrainConfig) -> PromptNet:
+    """An untrained prompt encoder for ``model`` with the architecture of ``config``."""
+    return PromptNet(PromptNetConfig.for_model(
+        model, input_size=config.input_size, width=config.width, sparse_tokens=config.sparse_tokens,
+        aux=config.crop_context > 0, crop_context=config.crop_context, locate_size=config.locate_size,
+        refine=config.refine, tta=config.tta))
+
+
 def train_prompt_net(model: SAM2Model, images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
                      config: AutoTrainConfig = AutoTrainConfig(), net: PromptNet | None = None,
                      ) -> Generator[AutoTrainStep, None, AutoTrainResult]:
@@ -165,8 +194,10 @@ def train_prompt_net(model: SAM2Model, images: Sequence[np.ndarray], masks: Sequ
         raise ValueError("need the same, non-zero number of images and masks")
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    net = net or PromptNet(PromptNetConfig.for_model(model, input_size=config.input_size, width=config.width,
-                                                     sparse_tokens=config.sparse_tokens))
+    crop = config.crop_context > 0
+    net = net or new_prompt_net(model, config)
+    if crop and net.aux_head is None:
+        raise ValueError("crop mode needs a prompt encoder with an auxiliary head (PromptNetConfig.aux)")
     dev = model.device
     net = net.to(dev).train()
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -187,22 +218,17 @@ def train_prompt_net(model: SAM2Model, images: Sequence[np.ndarray], masks: Sequ
     model.requires_grad_(False)
     model.eval()
     before = sam2_fingerprint(model)
-    store = _FeatureStore(model, images, masks)
+    store = None if crop else _FeatureStore(model, images, masks)
+    objects = [i for i, m in enumerate(masks) if np.any(m)]
+    if crop and not objects:
+        raise ValueError("crop mode needs at least one non-empty mask")
     t0 = time.perf_counter()
     try:
         for step in range(start, config.steps):
-            idx = rng.integers(0, len(images), size=config.batch_size)
-            var = rng.integers(0, 8 if config.augment else 1, size=config.batch_size)
-            items = [store.get(int(i), int(k)) for i, k in zip(idx, var)]
-            x = torch.cat([it[0] for it in items])
-            if config.augment:
-                x = _jitter(x, rng)
-            y = torch.cat([it[2] for it in items])
-            sparse, dense = net(x)
-            logits, score = auto_decode(model, _cat([it[1] for it in items]), sparse, dense, gate=False)
-            loss, hard = dice_bce_loss(logits, y, config.dice_weight, config.bce_weight)
-            present = (y.flatten(1).amax(1, keepdim=True) > 0).float()
-            loss = loss + config.score_weight * F.binary_cross_entropy_with_logits(score, present)
+            if crop:
+                loss, hard = _crop_loss(model, net, images, masks, objects, config, rng)
+            else:
+                loss, hard = _whole_loss(model, net, store, len(images), config, rng)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -218,6 +244,63 @@ def train_prompt_net(model: SAM2Model, images: Sequence[np.ndarray], masks: Sequ
     if sam2_fingerprint(model) != before:
         raise RuntimeError("SAM2 parameters changed during prompt-encoder training (they must stay frozen)")
     return AutoTrainResult(net=net.eval(), history=history, seconds=time.perf_counter() - t0)
+
+
+def _whole_loss(model, net, store, n: int, config: AutoTrainConfig, rng: np.random.Generator):
+    idx = rng.integers(0, n, size=config.batch_size)
+    var = rng.integers(0, 8 if config.augment else 1, size=config.batch_size)
+    items = [store.get(int(i), int(k)) for i, k in zip(idx, var)]
+    x = torch.cat([it[0] for it in items])
+    if config.augment:
+        x = _jitter(x, rng)
+    y = torch.cat([it[2] for it in items])
+    sparse, dense = net(x)
+    logits, score = auto_decode(model, _cat([it[1] for it in items]), sparse, dense, gate=False)
+    loss, hard = dice_bce_loss(logits, y, config.dice_weight, config.bce_weight)
+    present = (y.flatten(1).amax(1, keepdim=True) > 0).float()
+    return loss + config.score_weight * F.binary_cross_entropy_with_logits(score, present), hard
+
+
+def _to_batch(pairs, size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (normalised, SAM2's input) and {0, 1} targets, both resized to ``size``."""
+    x = torch.cat([frame_to_tensor(im, size, device) for im, _ in pairs])
+    y = torch.cat([F.interpolate(torch.from_numpy(m.astype(np.float32))[None, None], size=(size, size), mode="area")
+                   for _, m in pairs]).to(device)
+    return x, (y >= 0.5).float()
+
+
+def _up(logits: torch.Tensor, size: int) -> torch.Tensor:
+    return F.interpolate(logits, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def _crop_loss(model, net, images, masks, objects: list[int], config: AutoTrainConfig, rng: np.random.Generator):
+    from .sampling import Augment, augment, crop_sample, jitter, locate_sample
+
+    aug = Augment() if config.augment else None
+    s = model.image_size
+    crops = []
+    for i in rng.choice(objects, size=config.batch_size):
+        img, m = augment(images[int(i)], masks[int(i)], rng, aug)
+        img, m = crop_sample(img, m, rng, config.context_range, config.jitter if config.augment else 0.0)
+        crops.append((jitter(img, rng, aug), m))
+    x, y = _to_batch(crops, s, model.device)
+    with torch.no_grad():
+        feats = model.encode_image(x)
+    sparse, dense, aux = net.forward_all(x)
+    logits, score = auto_decode(model, feats, sparse, dense, gate=False)
+    loss, hard = dice_bce_loss(_up(logits, s), y, config.dice_weight, config.bce_weight)
+    loss = loss + config.score_weight * F.binary_cross_entropy_with_logits(score, torch.ones_like(score))
+    loss = loss + config.aux_weight * dice_bce_loss(_up(aux, s), y)[0]
+    if config.locate_batch > 0:
+        views = []
+        for i in rng.integers(0, len(images), size=config.locate_batch):
+            img, m = augment(images[int(i)], masks[int(i)], rng, aug)
+            img, m = locate_sample(img, m, rng) if config.augment else (img, m)
+            views.append((jitter(img, rng, aug), m))
+        xl, yl = _to_batch(views, config.locate_size, model.device)
+        loss = loss + config.aux_weight * dice_bce_loss(_up(net.aux_logits(xl, config.locate_size), config.locate_size),
+                                                        yl)[0]
+    return loss, hard
 
 
 def _save_state(path: Path, net, opt, sched, step: int, history: list[dict]) -> None:

@@ -6,11 +6,13 @@ Usage::
                   [--threads-per-worker T] [--memory-limit auto] [--retries 2] [--axis axial] [--direction both]
                   [--memory sam2|slm] [--window LO HI]
                   [--model sam2.1-tiny] [--checkpoint PATH | --random-init] [--image-size N]
-                  [--device auto] [--offline] [--prompt-encoder PATH] [--no-progress]
+                  [--device auto] [--offline] [--prompt-encoder NAME|PATH [--video-mode per-frame]] [--no-progress]
 
 The manifest is validated completely first; every problem is printed (one line each) and the
-command exits with 2 before any work. Volumes whose output and sidecar already match are
-skipped, so a killed batch resumes. Exit status 3 means some volumes failed
+command exits with 2 before any work. ``auto: true`` entries (no prompts) are segmented by an
+AutoSAM2 prompt encoder (``--prompt-encoder``, checked against the SAM2 weights first) as
+``sam2med auto`` does. Volumes whose output and sidecar already match are skipped, so a killed
+batch resumes. Exit status 3 means some volumes failed
 (listed in ``OUT_DIR/failures.csv``); the others were written.
 """
 
@@ -56,8 +58,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--direction", default="both", choices=("forward", "backward", "both"))
     p.add_argument("--window", type=float, nargs=2, metavar=("LO", "HI"), default=None,
                    help="contrast window for non-uint8 data (default: 0.5/99.5 percentiles per volume)")
-    p.add_argument("--prompt-encoder", default=None, metavar="PATH",
-                   help="AutoSAM2 prompt encoder for 'auto' entries (not available yet)")
+    p.add_argument("--prompt-encoder", default=None, metavar="NAME|PATH",
+                   help="AutoSAM2 prompt encoder for 'auto' entries (no prompts): a shipped name or a file from "
+                        "`sam2med train --auto-prompt`; it must match the SAM2 weights (checked before any work)")
+    p.add_argument("--video-mode", default="per-frame", choices=("per-frame", "first-frame-propagate"),
+                   help="'auto' entries, as `sam2med auto`: per-frame (default) or first-frame-propagate")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_engine_args(p)
     add_model_args(p)
@@ -79,8 +84,10 @@ def run(args: argparse.Namespace) -> int:
     from .task import make_spec
 
     if args.prompt_encoder is not None:
-        raise UserError("--prompt-encoder: AutoSAM2 prompt encoders are not available yet; "
-                        "give prompts or a box per volume")
+        from ..auto.shipped import resolve_prompt_encoder
+
+        with bad_input():
+            resolve_prompt_encoder(args.prompt_encoder)  # a missing file fails now (its SAM2 check comes below)
     for name in ("workers", "threads_per_worker"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
@@ -90,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir} is a file, not a folder")
     try:
-        jobs = load_jobs(args.manifest, out_dir, axis=args.axis)
+        jobs = load_jobs(args.manifest, out_dir, axis=args.axis, prompt_encoder=args.prompt_encoder is not None)
     except ManifestError as err:
         for line in err.problems:
             print(f"sam2med batch: error: {line}", file=sys.stderr)
@@ -107,7 +114,9 @@ def run(args: argparse.Namespace) -> int:
         spec = make_spec(args.model, image_size=args.image_size, checkpoint=args.checkpoint,
                          random_init=args.random_init, device=args.device, offline=args.offline or None,
                          torch_threads=threads, direction=args.direction, window=args.window,
-                         axis=args.axis, memory=args.memory, progress=not args.no_progress)
+                         axis=args.axis, memory=args.memory, progress=not args.no_progress,
+                         prompt_encoder=args.prompt_encoder if any(j.auto for j in jobs) else None,
+                         video_mode=args.video_mode)
     out_dir.mkdir(parents=True, exist_ok=True)
     if not getattr(args, "verbose", False):
         importlib.import_module("distributed")  # configures its loggers on import; quieten them afterwards

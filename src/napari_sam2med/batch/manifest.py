@@ -59,7 +59,9 @@ class VolumeJob:
     prompts : dict
         ``{"prompts": [...]}`` as ``sam2med propagate --prompts`` reads it.
     source : str
-        Where the prompts came from (a file path or ``"box"``), for the sidecar.
+        Where the prompts came from (a file path, ``"box"`` or ``"auto"``), for the sidecar.
+    auto : bool
+        No prompts: the AutoSAM2 prompt encoder segments the volume (``prompts`` is empty).
     """
 
     index: int
@@ -67,6 +69,7 @@ class VolumeJob:
     out: Path
     prompts: dict
     source: str
+    auto: bool = False
 
     @property
     def name(self) -> str:
@@ -130,7 +133,8 @@ def _read_prompts(entry: dict, base: Path) -> tuple[dict, str]:
         raise ValueError(f"{path} is not valid JSON: {err.msg} (line {err.lineno})") from None
 
 
-def _check_entry(k: int, entry: Any, base: Path, out_dir: Path, axis: str) -> tuple[VolumeJob | None, list[str]]:
+def _check_entry(k: int, entry: Any, base: Path, out_dir: Path, axis: str,
+                 prompt_encoder: bool = False) -> tuple[VolumeJob | None, list[str]]:
     """Validate one entry: the job, or None and every problem found in it."""
     if not isinstance(entry, dict):
         return None, ["an entry must be an object with image, prompts/box/auto and out"]
@@ -153,8 +157,8 @@ def _check_entry(k: int, entry: Any, base: Path, out_dir: Path, axis: str) -> tu
     given = [key for key, on in (("prompts", "prompts" in entry), ("box", "box" in entry), ("auto", auto)) if on]
     if len(given) != 1:
         problems.append("give exactly one of prompts, box or auto")
-    elif auto:
-        problems.append("auto prompts need an AutoSAM2 prompt encoder, which is not available yet")
+    elif auto and not prompt_encoder:
+        problems.append("auto entries need an AutoSAM2 prompt encoder (--prompt-encoder NAME|PATH)")
     out = out_dir / str(entry.get("out") or f"{stack_name(image)}_labels.tif")
     check(label_suffix, out)
     stack = None
@@ -169,16 +173,19 @@ def _check_entry(k: int, entry: Any, base: Path, out_dir: Path, axis: str) -> tu
         check(check_output, out, stack)  # e.g. a .dcm output needs a DICOM input
     if problems:
         return None, problems
+    if auto:
+        return VolumeJob(k, image.resolve(), out.resolve(), {}, "auto", auto=True), []
     return VolumeJob(k, image.resolve(), out.resolve(), prompts[0], prompts[1]), []
 
 
-def _validate(entries: list, base: Path, out_dir: Path, where: str, axis: str) -> list[VolumeJob]:
+def _validate(entries: list, base: Path, out_dir: Path, where: str, axis: str,
+              prompt_encoder: bool = False) -> list[VolumeJob]:
     jobs, problems, seen = [], [], {}
     if not entries:
         raise ManifestError([f"{where}: no volumes"])
     for k, entry in enumerate(entries):
         label = f"{where} entry {k + 1} ({entry.get('image', '?') if isinstance(entry, dict) else '?'})"
-        job, found = _check_entry(k, entry, base, out_dir, axis)
+        job, found = _check_entry(k, entry, base, out_dir, axis, prompt_encoder)
         problems += [f"{label}: {p}" for p in found]
         if job is None:
             continue
@@ -192,7 +199,8 @@ def _validate(entries: list, base: Path, out_dir: Path, where: str, axis: str) -
     return jobs
 
 
-def load_manifest(manifest: str | Path, out_dir: str | Path, *, axis: str = "axial") -> list[VolumeJob]:
+def load_manifest(manifest: str | Path, out_dir: str | Path, *, axis: str = "axial",
+                  prompt_encoder: bool = False) -> list[VolumeJob]:
     """Read and validate a JSON or CSV manifest.
 
     Parameters
@@ -203,6 +211,8 @@ def load_manifest(manifest: str | Path, out_dir: str | Path, *, axis: str = "axi
         Folder that relative ``out`` paths are relative to.
     axis : str
         Slices the prompts refer to (``axial``, ``coronal``, ``sagittal``), as ``propagate --axis``.
+    prompt_encoder : bool
+        Whether an AutoSAM2 prompt encoder is given (``auto`` entries are refused without one).
 
     Returns
     -------
@@ -220,7 +230,7 @@ def load_manifest(manifest: str | Path, out_dir: str | Path, *, axis: str = "axi
     if manifest.suffix.lower() not in (".json", ".csv"):
         raise ManifestError([f"manifest {manifest.name!r} must be a .json or .csv file"])
     entries = _read_entries(manifest)
-    return _validate(entries, manifest.parent, Path(out_dir), manifest.name, axis)
+    return _validate(entries, manifest.parent, Path(out_dir), manifest.name, axis, prompt_encoder)
 
 
 def load_folder(folder: str | Path, out_dir: str | Path, *, axis: str = "axial") -> list[VolumeJob]:
@@ -235,9 +245,10 @@ def load_folder(folder: str | Path, out_dir: str | Path, *, axis: str = "axial")
     return _validate(entries, folder, Path(out_dir), folder.name, axis)
 
 
-def load_jobs(source: str | Path, out_dir: str | Path, *, axis: str = "axial") -> list[VolumeJob]:
+def load_jobs(source: str | Path, out_dir: str | Path, *, axis: str = "axial",
+              prompt_encoder: bool = False) -> list[VolumeJob]:
     """A manifest file or a folder of volumes with prompts files, validated (see :func:`load_manifest`)."""
     path = Path(source).expanduser()
     if path.is_dir() and not path.name.lower().endswith(".zarr"):
         return load_folder(path, out_dir, axis=axis)
-    return load_manifest(path, out_dir, axis=axis)
+    return load_manifest(path, out_dir, axis=axis, prompt_encoder=prompt_encoder)

@@ -55,6 +55,12 @@ class ModelSpec:
         Slices to propagate through (``axial``, ``coronal``, ``sagittal``), as ``propagate --axis``.
     memory : str
         ``"sam2"`` or ``"slm"``, as ``propagate --memory``.
+    prompt_encoder : str or None
+        Resolved AutoSAM2 prompt-encoder file for ``auto`` entries (checked against the model).
+    prompt_encoder_sha256 : str
+        SHA-256 of that file ("" without one).
+    video_mode : str
+        ``auto`` entries: ``"per-frame"`` or ``"first-frame-propagate"``, as ``sam2med auto``.
     """
 
     name: str
@@ -68,19 +74,26 @@ class ModelSpec:
     window: tuple[float, float] | None = None
     axis: str = "axial"
     memory: str = "sam2"
+    prompt_encoder: str | None = None
+    prompt_encoder_sha256: str = ""
+    video_mode: str = "per-frame"
 
 
 def make_spec(name: str, *, image_size: int | None = None, checkpoint: str | Path | None = None,
               random_init: bool = False, device: str = "auto", offline: bool | None = None,
               torch_threads: int | None = None, direction: str = "both",
               window: tuple[float, float] | None = None, axis: str = "axial", memory: str = "sam2",
-              progress: bool = False) -> ModelSpec:
-    """Resolve and check the checkpoint once, in the client; workers get the resolved file.
+              progress: bool = False, prompt_encoder: str | Path | None = None,
+              video_mode: str = "per-frame") -> ModelSpec:
+    """Resolve and check the checkpoint (and the prompt encoder) once, in the client; workers get the
+    resolved files.
 
     Raises
     ------
     ValueError, FileNotFoundError
-        Unknown model or size, a missing checkpoint (offline) or one of another architecture.
+        Unknown model or size, a missing checkpoint (offline) or one of another architecture; a
+        prompt encoder that is missing, not one, or trained against other SAM2 weights
+        (``auto.prompt_net.PromptNetMismatch``, a ValueError).
     """
     from ..sam2.build import build_model, load_weights
     from ..sam2.checkpoint import resolve_checkpoint, sha256_of
@@ -90,12 +103,33 @@ def make_spec(name: str, *, image_size: int | None = None, checkpoint: str | Pat
     common = dict(name=name, image_size=image_size, device=device, torch_threads=torch_threads,
                   direction=direction, window=None if window is None else tuple(float(v) for v in window),
                   axis=axis, memory=memory)
+    if video_mode not in ("per-frame", "first-frame-propagate"):
+        raise ValueError(f"unknown video mode {video_mode!r}; choose per-frame or first-frame-propagate")
     if random_init:
-        return ModelSpec(checkpoint=None, checkpoint_sha256=f"random-init-seed{RANDOM_INIT_SEED}",
-                         random_init=True, **common)
+        spec = ModelSpec(checkpoint=None, checkpoint_sha256=f"random-init-seed{RANDOM_INIT_SEED}",
+                         random_init=True, video_mode=video_mode, **common)
+        return _with_prompt_encoder(spec, prompt_encoder, None)
     path = resolve_checkpoint(name, checkpoint=checkpoint, offline=offline, progress=progress)
-    load_weights(build_model(cfg), path)  # a wrong checkpoint fails here, not once per worker
-    return ModelSpec(checkpoint=str(Path(path).resolve()), checkpoint_sha256=sha256_of(path), **common)
+    model = build_model(cfg)
+    load_weights(model, path)  # a wrong checkpoint fails here, not once per worker
+    spec = ModelSpec(checkpoint=str(Path(path).resolve()), checkpoint_sha256=sha256_of(path),
+                     video_mode=video_mode, **common)
+    return _with_prompt_encoder(spec, prompt_encoder, model)
+
+
+def _with_prompt_encoder(spec: ModelSpec, prompt_encoder: str | Path | None, model) -> ModelSpec:
+    """``spec`` with the resolved prompt encoder, refused here if it does not match the model's weights."""
+    from dataclasses import replace
+
+    from ..auto.prompt_net import load_prompt_net
+    from ..auto.shipped import resolve_prompt_encoder
+    from ..sam2.checkpoint import sha256_of
+
+    if prompt_encoder is None:
+        return spec
+    path = resolve_prompt_encoder(prompt_encoder)
+    load_prompt_net(path, model if model is not None else load_spec_model(replace(spec, device="cpu", torch_threads=None)))
+    return replace(spec, prompt_encoder=str(Path(path).resolve()), prompt_encoder_sha256=sha256_of(path))
 
 
 def _worker_device(device: str, worker_name: Any) -> str:
@@ -135,21 +169,26 @@ class ModelPlugin(WorkerPlugin):
     def __init__(self, spec: ModelSpec):
         self.spec = spec
         self.model = None
+        self.prompt_net = None
 
     def setup(self, worker) -> None:
         self.model = load_spec_model(self.spec, worker.name)
+        if self.spec.prompt_encoder:
+            from ..auto.prompt_net import load_prompt_net
+
+            self.prompt_net = load_prompt_net(self.spec.prompt_encoder, self.model)[0]
 
     def teardown(self, worker) -> None:
-        self.model = None
+        self.model = self.prompt_net = None
 
 
-def _model(spec: ModelSpec):
+def _plugin(spec: ModelSpec) -> ModelPlugin:
     from distributed import get_worker
 
     plugin = get_worker().plugins.get(PLUGIN_NAME)
     if plugin is None or plugin.spec != spec:
         raise RuntimeError("the sam2med model plugin is not registered on this worker")
-    return plugin.model
+    return plugin
 
 
 def sidecar_path(out: Path) -> Path:
@@ -164,12 +203,15 @@ def _image_stamp(path: Path) -> list[int]:
 
 def job_key(job: VolumeJob, spec: ModelSpec) -> dict:
     """Everything that determines a volume's labels; a sidecar with the same key means done."""
-    return {
+    key = {
         "image": str(job.image), "image_stamp": _image_stamp(job.image), "prompts": job.prompts,
         "model": spec.name, "image_size": spec.image_size, "checkpoint_sha256": spec.checkpoint_sha256,
         "direction": spec.direction, "window": None if spec.window is None else list(spec.window),
         "axis": spec.axis, "memory": spec.memory,
     }
+    if job.auto:  # (prompted volumes keep their key: earlier runs' outputs still count as done)
+        key.update(auto=True, prompt_encoder_sha256=spec.prompt_encoder_sha256, video_mode=spec.video_mode)
+    return key
 
 
 def is_finished(job: VolumeJob, spec: ModelSpec) -> bool:
@@ -194,11 +236,21 @@ def segment_job(job: VolumeJob, spec: ModelSpec) -> dict:
 
     started = _dt.datetime.now(_dt.timezone.utc)
     t0 = time.perf_counter()
-    model = _model(spec)
+    plugin = _plugin(spec)
+    model = plugin.model
     stack = open_volume(job.image, window=spec.window, axis=spec.axis)  # lazy: slices are read as needed
-    prompts = PromptSet.from_json(job.prompts, len(stack), stack.frame_shape)
     job.out.parent.mkdir(parents=True, exist_ok=True)
-    run_to_end(segment_to_file(model, stack, prompts, job.out, direction=spec.direction, memory=spec.memory))
+    if job.auto:  # no prompts: the AutoSAM2 prompt encoder (as `sam2med auto`)
+        from ..auto.infer import auto_segment_to_file
+
+        if plugin.prompt_net is None:
+            raise RuntimeError("an auto entry reached a worker without a prompt encoder")
+        run_to_end(auto_segment_to_file(model, plugin.prompt_net, stack, job.out, spec.video_mode, memory=spec.memory))
+        objects = [1]
+    else:
+        prompts = PromptSet.from_json(job.prompts, len(stack), stack.frame_shape)
+        run_to_end(segment_to_file(model, stack, prompts, job.out, direction=spec.direction, memory=spec.memory))
+        objects = prompts.object_ids
     seconds = time.perf_counter() - t0
     sidecar = {
         "key": job_key(job, spec),
@@ -212,7 +264,7 @@ def segment_job(job: VolumeJob, spec: ModelSpec) -> dict:
         "started": started.isoformat(timespec="seconds"),
         "seconds": round(seconds, 3),
         "slices": len(stack),
-        "objects": prompts.object_ids,
+        "objects": objects,
         "spec": asdict(spec),
     }
     text = json.dumps(sidecar, indent=1)

@@ -19,7 +19,7 @@ import numpy as np
 
 __all__ = ["CropConfig", "crop_window", "window_from_box", "cut", "paste", "MIN_SIDE", "object_window",
            "crop_stack", "crop_prompts", "CroppedArray", "resolve_context", "propagate_cropped",
-           "propagate_session"]
+           "propagate_session", "segment_slice_cropped"]
 
 #: Smallest window side in slice pixels (training and inference).
 MIN_SIDE = 32
@@ -111,17 +111,20 @@ def paste(window_mask: np.ndarray, window: tuple[int, int, int], shape: tuple[in
 
 
 # -- inference: one object's window, stack view and prompts -------------------------------------
-def object_window(prompts, obj_id: int, context: float, min_side: int = MIN_SIDE) -> tuple[int, int, int] | None:
+def object_window(prompts, obj_id: int, context: float, min_side: int = MIN_SIDE,
+                  slices=None) -> tuple[int, int, int] | None:
     """The crop window of one object: around the bounding box of all its prompts.
 
     Boxes count as given, points by their bounding box (positive and negative: a correction
     click must stay inside the window), masks by their pixels' bounding box; over every slice
-    the object is prompted on. Returns None when the object has no prompts.
+    the object is prompted on (or only ``slices``). Returns None when the object has no prompts.
     """
     if context < 1:
         raise ValueError(f"crop context must be at least 1 (the box itself), got {context}")
     boxes = []
-    for s in prompts.slices(obj_id):
+    for s in prompts.slices(obj_id) if slices is None else slices:
+        if prompts.get(obj_id, s) is None:
+            continue
         p = prompts.get(obj_id, s)
         if p.box is not None:
             boxes.append([float(v) for v in p.box])
@@ -189,8 +192,8 @@ def crop_stack(stack, window: tuple[int, int, int]):
                       name=stack.name, nan_policy=stack.nan_policy)
 
 
-def crop_prompts(prompts, obj_id: int, window: tuple[int, int, int] | None, new_id: int = 1):
-    """The prompts of ``obj_id``, as object ``new_id``, shifted into ``window``.
+def crop_prompts(prompts, obj_id: int, window: tuple[int, int, int] | None, new_id: int = 1, slices=None):
+    """The prompts of ``obj_id`` (on every slice, or only ``slices``), as object ``new_id``, shifted into ``window``.
 
     Returns a PromptSet of (side, side) slices; ``window=None`` copies them unshifted.
     """
@@ -200,8 +203,10 @@ def crop_prompts(prompts, obj_id: int, window: tuple[int, int, int] | None, new_
     shape = prompts.frame_shape if window is None else (window[2], window[2])
     out = PromptSet(prompts.n_slices, shape)
     off = np.array([r0, c0], np.float32)
-    for s in prompts.slices(obj_id):
+    for s in prompts.slices(obj_id) if slices is None else slices:
         p = prompts.get(obj_id, s)
+        if p is None:
+            continue
         if p.mask is not None:
             out.set_mask(new_id, s, p.mask if window is None else cut(p.mask, window))
             continue
@@ -276,7 +281,8 @@ def propagate_cropped(model, stack, prompts, out=None, *, context: float, direct
     done = 0
     for k, oid in enumerate(ids):
         win = object_window(prompts, oid, context, min_side)
-        session = Session(model, stack if win is None else crop_stack(stack, win), memory=memory, engine=engine)
+        session = Session(model, stack if win is None else crop_stack(stack, win), memory=memory, engine=engine,
+                          crop_context=0)
         session.prompts = crop_prompts(prompts, oid, win)
         lab = np.zeros((n, *session.stack.frame_shape), np.uint8)
         base = done
@@ -301,3 +307,53 @@ def propagate_session(session, crop_context: float | None = None, **kwargs):
         return (yield from session.propagate(**kwargs))
     return (yield from propagate_cropped(session.model, session.stack, session.prompts, context=context,
                                          memory=session.memory, engine=session.engine, **kwargs))
+
+
+#: Crop sub-sessions a Session keeps for clicks (each holds the embeddings of its window).
+CLICK_WINDOWS_KEPT = 4
+
+
+def segment_slice_cropped(session, slice_idx: int, obj_ids, context: float, min_side: int = MIN_SIDE):
+    """:meth:`.Session.segment_slice` in crop mode: each object is predicted in its own window.
+
+    The window is :func:`object_window` of the object's prompts on ``slice_idx`` (the rule
+    propagation uses; for one prompted slice the same window), cut with :func:`crop_stack`
+    and run through a sub-Session that shares ``session``'s image encoder; the mask is pasted
+    back into the full slice. Sub-sessions are kept per window (the last
+    :data:`CLICK_WINDOWS_KEPT`), so a second click in the same window costs only the decoder.
+
+    Parameters
+    ----------
+    session : Session
+        The caller's session (its stack, prompts, model, memory and engine are used).
+    slice_idx : int
+        The slice.
+    obj_ids : list of int
+        Objects prompted on ``slice_idx``.
+    context : float
+        Window side / prompt box side (at least 1).
+
+    Returns
+    -------
+    SliceResult
+        Full-size (Y, X) masks and scores, as :meth:`.Session.segment_slice`.
+    """
+    from .session import Session, SliceResult
+
+    shape = session.stack.frame_shape
+    res = SliceResult(slice_idx)
+    for oid in obj_ids:
+        win = object_window(session.prompts, oid, context, min_side, slices=[slice_idx])
+        sub = session._crop_sessions.pop(win, None)
+        if sub is None:
+            sub = Session(session.model, crop_stack(session.stack, win), memory=session.memory,
+                          engine=session.engine, crop_context=0)
+            sub._encoder = session.encoder  # one encoder (an ONNX export is loaded once)
+        session._crop_sessions[win] = sub  # most recently used last
+        while len(session._crop_sessions) > CLICK_WINDOWS_KEPT:
+            session._crop_sessions.pop(next(iter(session._crop_sessions)))
+        sub.prompts = crop_prompts(session.prompts, oid, win, slices=[slice_idx])
+        out = sub.segment_slice(slice_idx, [1])
+        res.masks[oid] = paste(out.masks[1], win, shape)
+        res.scores[oid] = out.scores[1]
+    return res

@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 
 from ..sam2.device import autocast_context
-from ..sam2.model import MemoryContext
+from ..sam2.model import FrameFeatures, MemoryContext, SAM2Model, TrackOutput
 from .memory import MemoryBank, MemoryEntry
 from .progress import run_to_end  # re-exported: the one generator driver lives in progress.py
 
-__all__ = ["PropagationStep", "propagate", "run_to_end", "merge_masks", "write_slice", "exclusive_masks", "DIRECTIONS"]
+__all__ = ["PropagationStep", "propagate", "track_step", "torch_heads", "run_to_end", "merge_masks", "write_slice", "exclusive_masks", "DIRECTIONS"]
 
 DIRECTIONS = ("forward", "backward", "both")
 
@@ -115,9 +115,37 @@ def _merge_contexts(contexts: list[MemoryContext]) -> MemoryContext:
     return MemoryContext(spatial=spatial, pointers=pointers, ptr_tpos_max=first.ptr_tpos_max, recent=recent)
 
 
+def torch_heads(model: SAM2Model, pix: torch.Tensor, feats: FrameFeatures) -> TrackOutput:
+    """The decoder (no prompt) and memory encoder of a tracked frame in PyTorch, as ``model.track_step`` runs them."""
+    multi, ious, low, high, ptr, score = model.forward_sam_heads(pix, feats.high_res, None, None,
+                                                                 model.use_multimask(None))
+    mem = model.encode_memory(feats, high, score, from_points=False)
+    return TrackOutput(low_res_masks=low, high_res_masks=high, ious=ious, obj_ptr=ptr, object_score_logits=score,
+                       multimask_logits=multi, maskmem_features=mem)
+
+
+def track_step(model: SAM2Model, feats: FrameFeatures, memory: MemoryContext | None, attention=None,
+               heads=None) -> TrackOutput:
+    """``model.track_step`` of a tracked (unprompted) frame, with engine parts swapped in.
+
+    ``attention`` is called like ``model.memory_attention`` on the long memory and ``heads`` like
+    :func:`torch_heads` (e.g. the ONNX parts of the session's engine); ``None`` runs the model's own
+    code for that part, and with neither this is ``model.track_step`` itself.
+    """
+    if (attention is None and heads is None) or memory is None:
+        return model.track_step(feats, memory=memory)
+    pix = model._attend(feats, memory, attention or model.memory_attention)
+    if memory.recent is not None:  # SLM-SAM2: the short-term attention and the fuser stay in PyTorch
+        pix = model.recent_memory_fuser(model._attend(feats, memory.recent, model.recent_memory_attention), pix)
+    return torch_heads(model, pix, feats) if heads is None else heads(pix, feats)
+
+
 def _track_frame(session, frame: int, banks: dict[int, MemoryBank], reverse: bool) -> dict[int, MemoryEntry]:
     """Predict every object on one frame; objects with the same memory layout share a batch."""
     model, cfg = session.model, session.model.config
+    engine = session.encoder
+    attention = engine.memory_attention() if hasattr(engine, "memory_attention") else None
+    heads = engine.track_heads() if hasattr(engine, "track_heads") else None
     results: dict[int, MemoryEntry] = {}
     groups: dict[tuple, list[tuple[int, MemoryContext]]] = defaultdict(list)
     for oid, bank in banks.items():
@@ -130,7 +158,8 @@ def _track_frame(session, frame: int, banks: dict[int, MemoryBank], reverse: boo
         feats = session.features.get(frame)
         for members in groups.values():
             with autocast_context(session.device):
-                out = model.track_step(feats.expand(len(members)), memory=_merge_contexts([c for _, c in members]))
+                out = track_step(model, feats.expand(len(members)), _merge_contexts([c for _, c in members]),
+                                 attention, heads)
             for k, (oid, _) in enumerate(members):
                 entry = MemoryEntry(features=out.maskmem_features[k:k + 1].to(torch.bfloat16),
                                     obj_ptr=out.obj_ptr[k:k + 1].float(),

@@ -78,11 +78,16 @@ class Session:
         on the CPU, exported once and cached; falls back to PyTorch with one log line) or
         ``"auto"`` (the faster of the two on this session's first encode). The encoder is built
         on the first encode, so an export happens only when a slice is needed.
+    crop_context : float, optional
+        Crop-around-the-prompt for :meth:`segment_slice` (:mod:`.crop`): ``None`` (default) takes the
+        model's ``config.crop_context`` (3.0 for ``sam2med-small-ct``, none for the official models),
+        0 means whole slices. Propagation in crop mode goes through :func:`.crop.propagate_session`.
     """
 
     def __init__(self, model: SAM2Model, stack, *, cache_size: int = 8,
                  memory_policy: MemoryPolicy | None = None, encode_batch: int = 4,
-                 memory: MemoryKind | str = MemoryKind.SAM2, engine: EngineKind | str = EngineKind.TORCH):
+                 memory: MemoryKind | str = MemoryKind.SAM2, engine: EngineKind | str = EngineKind.TORCH,
+                 crop_context: float | None = None):
         if isinstance(stack, (str, Path)):
             stack = open_stack(stack)
         elif not isinstance(stack, FrameStack):
@@ -103,6 +108,8 @@ class Session:
         self.encode_batch = int(encode_batch)
         self.engine = EngineKind.parse(engine)
         self._encoder = None  # built by the first encode (see ``encoder``)
+        self.crop_context = crop_context
+        self._crop_sessions: dict = {}  # crop window -> sub-session (engine.crop.segment_slice_cropped)
         self.features = FeatureCache(self._encode, capacity=max(cache_size, encode_batch + 1))
         self._cond: dict[tuple[int, int], _CondRecord] = {}
         self._tracked: dict[int, set[int]] = {}
@@ -178,11 +185,16 @@ class Session:
     # ------------------------------------------------------------ model calls
     @property
     def encoder(self):
-        """The image-encoder backend (``encoder.name`` says which engine runs); built on first use."""
-        with self.lock:
-            if self._encoder is None:
-                self._encoder = make_encoder(self.model, self.engine)
-            return self._encoder
+        """The image-encoder backend (``encoder.name`` says which engine runs); built on first use.
+
+        Once built it is returned without taking :attr:`lock`, so a background encode
+        (:mod:`.precompute`) never waits for a click that holds the lock.
+        """
+        if self._encoder is None:
+            with self.lock:
+                if self._encoder is None:
+                    self._encoder = make_encoder(self.model, self.engine)
+        return self._encoder
 
     def _encode(self, idxs: list[int]) -> list[FrameFeatures]:
         s = self.model.image_size
@@ -299,6 +311,11 @@ class Session:
                if self.prompts.get(o, slice_idx) is not None]
         if not ids:
             raise ValueError(f"no prompts on slice {slice_idx}: add points, a box or a mask first")
+        from .crop import resolve_context, segment_slice_cropped
+
+        context = resolve_context(self.model, self.crop_context)
+        if context is not None:  # a model trained on crops around the prompt (config.crop_context)
+            return segment_slice_cropped(self, slice_idx, ids, context)
         res = SliceResult(slice_idx)
         for o in ids:
             e = self.conditioning_entry(o, slice_idx)

@@ -32,14 +32,17 @@ def model_rows() -> list[dict[str, Any]]:
     """One dict per registered model: name, params_m, image_size, cached, path, sha256, url, card, summary,
     normalization."""
     from .configs import list_models
+    from .defaults import local_weights
     from .weights import cache_dir
 
     folder = cache_dir()
     rows = []
     for cfg in list_models():
-        path = folder / cfg.weights.filename
+        # a model shipped in the package is "cached" where the package is (no download needed)
+        local = local_weights(cfg.name)
+        path = local if local is not None else folder / cfg.weights.filename
         rows.append({
-            "name": cfg.name, "params_m": cfg.params_m, "image_size": cfg.image_size, "cached": path.is_file(),
+            "name": cfg.name, "params_m": cfg.params_m, "image_size": cfg.image_size, "cached": local is not None,
             "path": str(path), "sha256": cfg.weights.sha256, "url": cfg.weights.url, "card": cfg.card,
             "summary": cfg.summary, "normalization": cfg.normalization,
         })

@@ -9,6 +9,9 @@ Usage::
                   [--prompt box|points|mask|mixed] [--crop [--crop-context 3]]
                   [--steps N] [--batch 1] [--lr 1e-4] [--val NAMES|COUNT|FRACTION] [--val-every 200]
 
+``sam2med train --auto-prompt ...`` trains an AutoSAM2 prompt encoder with SAM2 frozen instead
+(:mod:`napari_sam2med.auto.train_command`).
+
 ``--data`` takes ``.npz`` files (MedSAM2), ``IMAGE=LABELS`` volume pairs, folders with ``images/`` and
 ``labels/`` (volumes) or ``images/`` and ``masks/`` (SAM2 layout), and ``synthetic:COUNT[:SEED]``.
 Inputs and the model are checked before any work; the run folder holds a resumable state, the best
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .._cli_utils import MEMORY_KINDS, UserError, add_model_args, bad_input
+from ..auto.train_command import add_auto_args
 
 __all__ = ["add_parser", "run", "config_from_args"]
 
@@ -64,8 +68,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     s.add_argument("--no-augment", action="store_true")
     o = p.add_argument_group("optimisation")
     o.add_argument("--steps", type=int, default=1000)
-    o.add_argument("--batch", type=int, default=1, help="clips per step (global, over all processes)")
-    o.add_argument("--lr", type=float, default=1e-4)
+    o.add_argument("--batch", type=int, default=None,
+                   help="clips per step (global, over all processes; default 1); --auto-prompt: slices (default 4)")
+    o.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-4; --auto-prompt: 2e-3)")
     o.add_argument("--warmup", type=int, default=50)
     o.add_argument("--weight-decay", type=float, default=0.01)
     o.add_argument("--grad-clip", type=float, default=0.1)
@@ -81,6 +86,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     o.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_model_args(p)
+    add_auto_args(p)  # --auto-prompt: an AutoSAM2 prompt encoder instead (auto/train_command.py)
     p.set_defaults(func=run)
     return p
 
@@ -109,8 +115,9 @@ def config_from_args(args: argparse.Namespace):
         lora_rank=args.lora_rank, memory=args.memory, mode=args.mode, frames=args.frames,
         max_objects=args.objects, image_fraction=args.image_fraction, p_object_end=args.object_end,
         prompt=args.prompt, crop=args.crop,
-        crop_context=args.crop_context, augment=not args.no_augment, steps=args.steps, batch=args.batch,
-        lr=args.lr, warmup=args.warmup, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
+        crop_context=args.crop_context, augment=not args.no_augment, steps=args.steps,
+        batch=1 if args.batch is None else args.batch, lr=1e-4 if args.lr is None else args.lr,
+        warmup=args.warmup, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
         loss_weights=tuple(args.loss_weights), focal_alpha=args.focal_alpha,
         trunk_lr_scale=args.trunk_lr_scale, layer_decay=args.layer_decay,
         activation_checkpointing=args.activation_checkpointing, seed=args.seed, val_every=args.val_every,
@@ -144,6 +151,10 @@ def run(args: argparse.Namespace) -> int:
     from .data import discover, split_by_volume
     from .trainer import train
 
+    if args.auto_prompt:
+        from ..auto.train_command import run_auto_prompt
+
+        return run_auto_prompt(args)
     out = Path(args.out).expanduser()
     with bad_input():
         cfg = config_from_args(args)

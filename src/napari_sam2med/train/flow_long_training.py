@@ -95,8 +95,11 @@ def _prompt_points(rng, mask, background, n_slots):
 class LongSequenceSampler:
     """Batches of whole long synthetic sequences (frames, flow, ROI masks, vessel mask, prompts)."""
 
-    def __init__(self, cfg: LongTrainConfig, next_seed: int | None = None):
+    def __init__(self, cfg: LongTrainConfig, next_seed: int | None = None, video_config=None):
         self.cfg = cfg
+        # ``video_config(seed, n_frames, size, rng) -> SyntheticConfig``; default: the v1 generator
+        self.video_config = video_config or (lambda seed, n, size, rng: SyntheticConfig(
+            height=size, width=size, n_frames=n, seed=seed))
         self.next_seed = TRAIN_SEED0 + 1_000_000 * cfg.seed if next_seed is None else next_seed
         self.rng = np.random.default_rng(self.next_seed)
 
@@ -104,7 +107,7 @@ class LongSequenceSampler:
         c, rng = self.cfg, self.rng
         while True:
             self.next_seed += 1
-            video = make_video(SyntheticConfig(height=c.size, width=c.size, n_frames=n_pairs + 1, seed=self.next_seed))
+            video = make_video(self.video_config(self.next_seed, n_pairs + 1, c.size, rng))
             ids = video.vessel_ids
             present, counts = np.unique(ids[ids > 0], return_counts=True)
             present = present[counts >= 20]

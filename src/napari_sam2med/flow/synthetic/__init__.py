@@ -2,7 +2,8 @@
 
 from .generator import SyntheticConfig, SyntheticVideo, make_video
 from .prompts import prompts_for
-from .sets import LONG_SEED0, LONG_SELECTION_SEED0, long_config, long_set, validation_set
+from .sets import LONG_MOTION, LONG_SEED0, LONG_SELECTION_SEED0, long_config, long_set, validation_set
 
 __all__ = ["SyntheticConfig", "SyntheticVideo", "make_video", "prompts_for", "validation_set", "long_set",
-           "long_config", "LONG_SEED0", "LONG_SELECTION_SEED0"]
+           "long_config", "LONG_SEED0", "LONG_SELECTION_SEED0",
+           "LONG_MOTION"]

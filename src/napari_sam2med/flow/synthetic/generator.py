@@ -21,7 +21,9 @@ from typing import Optional, Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
+from . import tissue
 from .realism import EXPOSURE_SAMPLES, realistic_velocity, vignette
+from .textures import linescan_texture
 
 __all__ = ["SyntheticConfig", "SyntheticVideo", "make_video"]
 
@@ -62,6 +64,14 @@ class SyntheticConfig:
         Closer to real recordings (:mod:`.realism`): mostly slow cells with a fast tail and
         heartbeat speed changes, half the contrast, vignetting and motion blur of fast cells.
         Combine with few ``photons`` (see :func:`.sets.long_set`). False keeps the v1 videos.
+    tail_speed : float
+        With ``realistic``: largest base speed of the fast 20 % of vessels (0: ``max_speed / 1.5``).
+    tissue_motion : float
+        Peak non-rigid tissue displacement in px (:mod:`.tissue`; 0 = none). The ground-truth flow
+        is then tissue + blood motion everywhere, and ``frame_ids`` holds the moving vessel ids.
+    cell_texture : str
+        ``"procedural"`` (blobs) or ``"linescan"`` (real cell profiles, :mod:`.textures`; falls back
+        to procedural where the line scans are absent, so keep held-out sets procedural).
     seed : int
         Random seed; the video is a deterministic function of the config.
     """
@@ -81,6 +91,9 @@ class SyntheticConfig:
     relief: tuple = (0.0, 0.6)
     drift: float = 0.15
     realistic: bool = False
+    tail_speed: float = 0.0
+    tissue_motion: float = 0.0
+    cell_texture: str = "procedural"
     seed: int = 0
 
 
@@ -102,6 +115,8 @@ class SyntheticVideo:
         ``(L, 2)`` (row, col) centre line per in-focus vessel (may leave the frame).
     polarity : str
         ``"dark"`` or ``"bright"``.
+    frame_ids : np.ndarray or None
+        ``(T, H, W)`` vessel ids per frame with tissue motion (``vessel_ids`` is frame 0); else None.
     """
 
     frames: np.ndarray
@@ -110,6 +125,11 @@ class SyntheticVideo:
     speeds: np.ndarray
     centerlines: list = field(default_factory=list)
     polarity: str = "dark"
+    frame_ids: Optional[np.ndarray] = None
+
+    def mask(self, t: int) -> np.ndarray:
+        """In-focus vessel mask of frame ``t`` (the pair ``t -> t + 1`` is measured there)."""
+        return (self.frame_ids[t] if self.frame_ids is not None else self.vessel_ids) > 0
 
 
 @dataclass
@@ -188,13 +208,15 @@ def _texture(rng, length, width) -> np.ndarray:
 def _make_vessels(rng, lines, cfg) -> list[_Vessel]:
     out = []
     t_total_max = cfg.max_speed * cfg.n_frames
-    velocity = realistic_velocity if cfg.realistic else _velocity
     for line in lines:
         width = rng.uniform(*cfg.width_range)
         period = int(len(line) + 32 + t_total_max)
-        out.append(
-            _Vessel(line, width, velocity(rng, cfg.n_frames - 1, cfg.max_speed), _texture(rng, period, width))
-        )
+        if cfg.realistic:
+            vel = realistic_velocity(rng, cfg.n_frames - 1, cfg.max_speed, cfg.tail_speed)
+        else:
+            vel = _velocity(rng, cfg.n_frames - 1, cfg.max_speed)
+        tex = linescan_texture(rng, period, width) if cfg.cell_texture == "linescan" else None
+        out.append(_Vessel(line, width, vel, _texture(rng, period, width) if tex is None else tex))
     return out
 
 
@@ -299,6 +321,13 @@ def make_video(cfg: Optional[SyntheticConfig] = None, **overrides) -> SyntheticV
         raise ValueError(f"video must be at least 16x16 with 2 frames, got {cfg.height}x{cfg.width}x{cfg.n_frames}")
     if cfg.polarity not in ("dark", "bright", "random"):
         raise ValueError(f"polarity must be 'dark', 'bright' or 'random', got {cfg.polarity!r}")
+    if cfg.cell_texture not in ("procedural", "linescan"):
+        raise ValueError(f"cell_texture must be 'procedural' or 'linescan', got {cfg.cell_texture!r}")
+    coords = deform = None
+    if cfg.tissue_motion > 0:  # own random stream: the same scene with and without tissue motion
+        deform = tissue.random_deformation(np.random.default_rng([cfg.seed, 1]), cfg.height, cfg.width,
+                                           cfg.n_frames, cfg.tissue_motion)
+        coords = deform.scene_coords()
     rng = np.random.default_rng(cfg.seed)
     h, w, n_t = cfg.height, cfg.width, cfg.n_frames
     polarity = cfg.polarity if cfg.polarity != "random" else ("dark" if rng.random() < 0.5 else "bright")
@@ -311,7 +340,10 @@ def make_video(cfg: Optional[SyntheticConfig] = None, **overrides) -> SyntheticV
     base = rng.uniform(0.3, 0.6)
     background = base + rng.uniform(0.02, 0.06) * _smooth_noise(rng, h, w, rng.uniform(1.5, 3.0))
     background += rng.uniform(0.02, 0.1) * _smooth_noise(rng, h, w, rng.uniform(6, 16))
-    frames = np.broadcast_to(background, (n_t, h, w)).astype(np.float32)
+    if coords is None:
+        frames = np.broadcast_to(background, (n_t, h, w)).astype(np.float32)
+    else:
+        frames = tissue.warp(background.astype(np.float32), coords)
 
     if n_out:
         ghosts = _make_vessels(rng, _centerlines(rng, n_out, h, w, 0.0), cfg)
@@ -320,13 +352,21 @@ def make_video(cfg: Optional[SyntheticConfig] = None, **overrides) -> SyntheticV
         sig = rng.uniform(2.0, 4.0)
         a_blur = ndi.gaussian_filter(alpha, sig)
         i_blur = ndi.gaussian_filter(inten * alpha, (0, sig, sig))
+        if coords is not None:
+            a_blur, i_blur = tissue.warp(a_blur, coords), tissue.warp(i_blur, coords)
         frames = frames * (1 - a_blur) + i_blur
 
     flow = np.zeros((n_t - 1, h, w, 2), np.float32)
     plasma = base - sign * rng.uniform(0.05, 0.25, n_in)
     contrast = sign * rng.uniform(0.25, 0.6, n_in) * (0.5 if cfg.realistic else 1.0)
-    alpha, inten, ids = _render_layer(vessels, _geometry(vessels, h, w), (plasma, contrast), h, w, n_t, flow,
-                                      blur=cfg.realistic)
+    frame_ids = None
+    if coords is None:
+        alpha, inten, ids = _render_layer(vessels, _geometry(vessels, h, w), (plasma, contrast), h, w, n_t, flow,
+                                          blur=cfg.realistic)
+    else:
+        alpha, inten, frame_ids, blood = tissue.render_vessels(vessels, (plasma, contrast), coords, cfg.realistic,
+                                                               _PAD, _point_at, EXPOSURE_SAMPLES)
+        flow, ids = deform.flow(coords, blood), frame_ids[0]
     frames = frames * (1 - alpha) + inten * alpha
 
     frames = ndi.gaussian_filter(frames, (0, *([rng.uniform(*cfg.blur)] * 2)))
@@ -353,4 +393,5 @@ def make_video(cfg: Optional[SyntheticConfig] = None, **overrides) -> SyntheticV
         speeds=speeds,
         centerlines=[v.line.astype(np.float32) for v in vessels],
         polarity=polarity,
+        frame_ids=frame_ids,
     )

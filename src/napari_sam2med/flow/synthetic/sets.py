@@ -3,17 +3,24 @@
 Seed ranges: 12-frame validation ``20261122..`` (reported), 12-frame selection ``777..``
 (choosing between weights), long held-out ``LONG_SEED0..`` (reported) and long selection
 ``LONG_SELECTION_SEED0..``. Training uses ``1_000_000 + 10_000_000 k + i``
-(``train.flow_training``) and ``50_000_000 + 1_000_000 k + i`` (``train.flow_long_training``).
+(``train.flow_training``), ``50_000_000 + 1_000_000 k + i`` (``train.flow_long_training``) and
+``60_000_000 + 1_000_000 k + i`` (``train.flow_mix_training``).
+
+The long sets exist in two variants on the same seeds: the original realistic set (stable since
+it was first reported) and ``**LONG_MOTION`` (non-rigid tissue motion up to 2 px, fast tail to
+15 px/frame), both with procedural cell texture so they never depend on ``shared/data``.
 """
 
 from __future__ import annotations
 
 from .generator import SyntheticConfig, SyntheticVideo, make_video
 
-__all__ = ["validation_set", "long_set", "long_config", "LONG_SEED0", "LONG_SELECTION_SEED0"]
+__all__ = ["validation_set", "long_set", "long_config", "LONG_SEED0", "LONG_SELECTION_SEED0", "LONG_MOTION"]
 
 LONG_SEED0 = 30_000_000
 LONG_SELECTION_SEED0 = 31_000_000
+#: Overrides of the "motion" variant of the long sets (tissue motion, fast tail to 15 px/frame).
+LONG_MOTION = {"tissue_motion": 2.0, "tail_speed": 15.0}
 
 
 def validation_set(n: int = 12, seed: int = 20261122, **cfg_overrides) -> list[SyntheticVideo]:

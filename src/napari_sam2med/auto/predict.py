@@ -1,0 +1,149 @@
+"""One slice, no clicks: a prompt encoder + frozen SAM2, on the whole slice or in a located window.
+
+* Whole-slice mode (``net.config.crop_context == 0``): SAM2 and the prompt encoder see the slice
+  resized to SAM2's input.
+* Crop mode (``crop_context > 0``, for SAM2s trained on crops such as ``sam2med-small-ct``): the
+  prompt encoder's auxiliary head looks at the whole slice (at ``locate_size``) and its most
+  confident component gives a box; SAM2 is prompted in the square window ``crop_context`` times
+  the box's longer side around it (``engine.crop.window_from_box``, the rule the engine uses for
+  clicks); with ``refine`` the window is re-centred on SAM2's mask and SAM2 run again. The mask is
+  pasted back into the slice.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..engine.crop import MIN_SIDE, cut, paste, window_from_box
+from ..engine.preprocess import frame_to_tensor
+from ..sam2.device import autocast_context
+from ..sam2.model import SAM2Model
+from .prompt_net import PromptNet, auto_decode
+
+__all__ = ["predict_mask", "locate_box", "mask_box", "window_logits"]
+
+
+def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """``(row0, col0, row1, col1)`` bounding box of a boolean mask (None when empty)."""
+    rows, cols = np.nonzero(mask)
+    if rows.size == 0:
+        return None
+    return int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1
+
+
+def _best_component(prob: np.ndarray, threshold: float = 0.5) -> np.ndarray | None:
+    """The connected component of ``prob > threshold`` with the largest summed probability."""
+    from scipy import ndimage
+
+    labels, n = ndimage.label(prob > threshold)
+    if n == 0:
+        return None
+    sums = ndimage.sum(prob, labels, index=np.arange(1, n + 1))
+    return labels == int(np.argmax(sums)) + 1
+
+
+def locate_box(net: PromptNet, frame01: np.ndarray, device="cpu") -> tuple[int, int, int, int] | None:
+    """Where the prompt encoder's auxiliary head sees the object on a whole slice (its probabilities
+    averaged over ``net.config.tta`` flips / rotations).
+
+    Returns
+    -------
+    tuple or None
+        ``(row0, col0, row1, col1)`` in slice pixels of its most confident component, or None
+        when nothing passes probability 0.5.
+    """
+    h, w = frame01.shape[:2]
+    s = net.config.locate_size
+    x = frame_to_tensor(frame01, s, device)
+    ks = list(range(max(1, min(int(net.config.tta), 8))))
+    with torch.inference_mode():
+        logits = net.aux_logits(torch.cat([_dihedral(x, k) for k in ks]), s).float()
+        prob = torch.stack([_dihedral(torch.sigmoid(logits[i:i + 1]), k, inverse=True)[0, 0]
+                            for i, k in enumerate(ks)]).mean(0)
+        prob = F.interpolate(prob[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+    comp = _best_component(prob.cpu().numpy())
+    return None if comp is None else mask_box(comp)
+
+
+def _dihedral(t: torch.Tensor, k: int, inverse: bool = False) -> torch.Tensor:
+    """The ``k``-th (0..7) flip / rotation of (B, C, S, S) tensors (as ``sampling.dihedral``), or its inverse."""
+    if not inverse:
+        t = torch.rot90(t, k % 4, dims=(2, 3))
+        return t.flip(3) if k >= 4 else t
+    t = t.flip(3) if k >= 4 else t
+    return torch.rot90(t, -(k % 4), dims=(2, 3))
+
+
+def window_logits(model: SAM2Model, net: PromptNet, frame01: np.ndarray,
+                  window: tuple[int, int, int]) -> tuple[torch.Tensor, float]:
+    """SAM2's mask logits ``(side, side)`` in a window (mean over ``net.config.tta`` flips / rotations)
+    and the mean object-score logit."""
+    crop = cut(frame01, window, axes=(0, 1))
+    x = frame_to_tensor(crop, model.image_size, model.device)
+    ks = list(range(max(1, min(int(net.config.tta), 8))))
+    xs = torch.cat([_dihedral(x, k) for k in ks])
+    with torch.inference_mode(), autocast_context(model.device):
+        feats = model.encode_image(xs)
+        sparse, dense = net(xs)
+        low, score = auto_decode(model, feats, sparse, dense, gate=False)
+        low = torch.stack([_dihedral(low[i:i + 1].float(), k, inverse=True)[0, 0] for i, k in enumerate(ks)]).mean(0)
+    side = window[2]
+    up = F.interpolate(low[None, None], size=(side, side), mode="bilinear", align_corners=False)[0, 0]
+    return up, float(score.float().mean())
+
+
+def _sam2_in_window(model: SAM2Model, net: PromptNet, frame01: np.ndarray,
+                    window: tuple[int, int, int]) -> tuple[np.ndarray, float]:
+    up, score = window_logits(model, net, frame01, window)
+    mask = (up > 0).cpu().numpy() if score > 0 else np.zeros(up.shape, bool)
+    return paste(mask, window, frame01.shape[:2]), score
+
+
+def predict_mask(model: SAM2Model, net: PromptNet, frame01: np.ndarray) -> tuple[np.ndarray, float]:
+    """Auto-segment one slice (see the module docstring for the two modes).
+
+    Parameters
+    ----------
+    model : SAM2Model
+        The frozen SAM2 the prompt encoder was trained against.
+    net : PromptNet
+        The prompt encoder.
+    frame01 : ndarray
+        (Y, X) or (Y, X, 3) slice scaled to [0, 1].
+
+    Returns
+    -------
+    (mask, score) : (ndarray, float)
+        bool (Y, X) mask (empty when nothing is found or SAM2's object-score head says "absent")
+        and that score logit (-inf when crop mode located nothing).
+    """
+    frame01 = np.asarray(frame01, dtype=np.float32)
+    if frame01.ndim not in (2, 3):
+        raise ValueError(f"expected a (Y, X) or (Y, X, 3) slice, got shape {frame01.shape}")
+    shape = frame01.shape[:2]
+    context = float(net.config.crop_context)
+    if context <= 0:
+        return _whole(model, net, frame01)
+    box = locate_box(net, frame01, model.device)
+    if box is None:
+        return np.zeros(shape, bool), float("-inf")
+    mask, score = np.zeros(shape, bool), float("-inf")
+    for _ in range(1 + max(int(net.config.refine), 0)):
+        mask, score = _sam2_in_window(model, net, frame01, window_from_box(box, context, MIN_SIDE, shape))
+        box = mask_box(mask)
+        if box is None:
+            break
+    return mask, score
+
+
+def _whole(model: SAM2Model, net: PromptNet, frame01: np.ndarray) -> tuple[np.ndarray, float]:
+    """Whole-slice mode: the slice resized to SAM2's square input."""
+    x = frame_to_tensor(frame01, model.image_size, model.device)
+    with torch.inference_mode(), autocast_context(model.device):
+        feats = model.encode_image(x)
+        sparse, dense = net(x)
+        low, score = auto_decode(model, feats, sparse, dense, gate=True)
+    up = F.interpolate(low.float(), size=frame01.shape[:2], mode="bilinear", align_corners=False)
+    return (up[0, 0] > 0).cpu().numpy(), float(score.flatten()[0])

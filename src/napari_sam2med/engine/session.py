@@ -73,11 +73,12 @@ class Session:
     encode_batch : int
         During propagation, slices ahead are encoded this many at a time (one batched
         forward is faster than several single ones); the cache holds at least this many.
-    engine : EngineKind or {"torch", "onnx", "auto"}
-        Image-encoder engine (:mod:`.encoders`): ``"torch"`` (default), ``"onnx"`` (ONNX Runtime
-        on the CPU, exported once and cached; falls back to PyTorch with one log line) or
-        ``"auto"`` (the faster of the two on this session's first encode). The encoder is built
-        on the first encode, so an export happens only when a slice is needed.
+    engine : EngineKind or {"torch", "onnx", "openvino", "auto"}
+        CPU engine (:mod:`.encoders`): ``"torch"`` (default), ``"onnx"`` (the image encoder, memory
+        attention and tracking heads on ONNX Runtime, exported once and cached; falls back to PyTorch
+        with one log line), ``"openvino"`` (the same exported files on OpenVINO, optional extra) or
+        ``"auto"`` (each part timed once, the fastest kept). The encoder is built on the first
+        encode, so an export happens only when a slice is needed.
     crop_context : float, optional
         Crop-around-the-prompt for :meth:`segment_slice` (:mod:`.crop`): ``None`` (default) takes the
         model's ``config.crop_context`` (3.0 for ``sam2med-small-ct``, none for the official models),

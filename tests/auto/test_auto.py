@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,26 +25,15 @@ from napari_sam2med.engine.metrics import dice
 from napari_sam2med.sam2 import build_model, get_config
 from napari_sam2med.sam2.checkpoint import save_checkpoint
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # auto_testdata
+from auto_testdata import blobs  # noqa: E402
+
 SIZE = 256  # the tiny test SAM2 at 256 px: a 16x16 embedding grid (128 px, 8x8, is too coarse for 0.8)
 
 
 def _sam2(seed: int):
     torch.manual_seed(seed)
     return build_model(get_config("sam2.1-test", SIZE))
-
-
-def blobs(n: int, seed: int, size: int = 64):
-    """Bright noisy discs of random radius and place on a darker background, one per image."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    images, masks = [], []
-    for _ in range(n):
-        r = rng.uniform(6, 14)
-        cy, cx = rng.uniform(r + 2, size - r - 2, 2)
-        m = (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
-        images.append(np.clip(0.25 + 0.5 * m + rng.normal(0, 0.08, m.shape), 0, 1).astype(np.float32))
-        masks.append(m)
-    return images, masks
 
 
 def _mean_dice(model, net, images, masks) -> float:

@@ -44,23 +44,9 @@ class VideoMode(str, enum.Enum):
 
 
 def auto_mask(model: SAM2Model, net: PromptNet, frame01: np.ndarray) -> tuple[np.ndarray, float]:
-    """Auto-segment one slice.
-
-    Parameters
-    ----------
-    model : SAM2Model
-        The frozen SAM2 the prompt encoder was trained against.
-    net : PromptNet
-        The prompt encoder.
-    frame01 : ndarray
-        (Y, X) or (Y, X, 3) slice scaled to [0, 1].
-
-    Returns
-    -------
-    (mask, score) : (ndarray, float)
-        bool (Y, X) mask (empty when SAM2's object-score head says "absent") and that score logit.
-    """
-    from .predict import predict_mask  # whole slice, or locate + crop window for crop-mode networks
+    """Auto-segment one (Y, X) or (Y, X, 3) slice in [0, 1]: :func:`.predict.predict_mask` (its docstring has the
+    parameters and the two modes); kept as this module's name for the per-slice step."""
+    from .predict import predict_mask
 
     return predict_mask(model, net, np.asarray(frame01))
 

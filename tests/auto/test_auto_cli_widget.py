@@ -42,9 +42,9 @@ def _open_dock(make_napari_viewer, sam2, encoder, monkeypatch, slices=4):
     """(viewer, widget, truth): a disc stack shown at slice 2, the model set, object 1 painted, and the
     "Open file…" dialog answering with the trained prompt encoder."""
     pytest.importorskip("napari")
-    from napari_sam2med._qt import auto_panel
+    from napari_sam2med._qt import form_rows
 
-    monkeypatch.setattr(auto_panel.QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(encoder), "")))
+    monkeypatch.setattr(form_rows.QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(encoder), "")))
     viewer = make_napari_viewer()
     stack, truth = blob_stack(slices)
     viewer.add_image(stack, name="discs", contrast_limits=(0, 255))
@@ -152,13 +152,13 @@ def test_cancel_keeps_whole_slices_as_one_undo_step(make_napari_viewer, qtbot, s
 
 
 def test_auto_segment_refuses_an_encoder_of_other_sam2_weights(dock, qtbot, tmp_path, encoder, monkeypatch):
-    from napari_sam2med._qt import auto_panel
+    from napari_sam2med._qt import form_rows
     from napari_sam2med.auto.prompt_net import load_prompt_net, save_prompt_net
 
     _, widget, _ = dock
     net, _ = load_prompt_net(encoder)
     other = save_prompt_net(tmp_path / "other.pt", net, frozen_sam2(1))  # same network, other SAM2 weights
-    monkeypatch.setattr(auto_panel.QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(other), "")))
+    monkeypatch.setattr(form_rows.QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(other), "")))
     before = np.asarray(widget.state.labels_layer.data).copy()
     _click_auto(qtbot, widget)
     text = widget.status.text()

@@ -78,3 +78,13 @@ def make_study(folder: Path, n: int = 5, suffixes=(".tif", ".npy", ".tif", ".nii
     manifest = folder / "manifest.json"
     manifest.write_text(json.dumps({"volumes": entries}))
     return manifest
+
+
+def fill_dock(widget, source: Path, out: Path, checkpoint: Path, size: int = SIZE) -> None:
+    """Fill the Batch dock's form as a user does: ``sam2.1-test`` at ``size`` px, one worker."""
+    widget.source_edit.setText(str(source))
+    widget.out_edit.setText(str(out))
+    widget.model_combo.setCurrentText("sam2.1-test")
+    widget.size_combo.setCurrentText(str(size))
+    widget.checkpoint_edit.setText(str(checkpoint))
+    widget.workers_spin.setValue(1)

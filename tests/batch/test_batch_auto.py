@@ -13,7 +13,7 @@ import tifffile
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "auto"))  # auto_testdata
 
 from auto_testdata import blob_stack, frozen_sam2, train_encoder  # noqa: E402
-from batch_testdata import sam2med  # noqa: E402
+from batch_testdata import fill_dock, sam2med  # noqa: E402
 
 from napari_sam2med.engine.metrics import dice  # noqa: E402
 
@@ -79,3 +79,82 @@ def test_batch_refuses_a_prompt_encoder_of_other_sam2_weights(tmp_path, trained)
     assert res.returncode == 2, res.stderr
     assert res.stderr.startswith("sam2med batch: error: other.pt was trained against other 'sam2.1-test' weights")
     assert len(res.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+# -- the Batch dock: the same option, through the user's path ------------------------------------
+DOCK = "Batch (many volumes)"  # napari.yaml's display name
+
+
+def _batch_dock(make_napari_viewer, monkeypatch, manifest, out, ckpt, chosen):
+    """The Batch dock opened as the Plugins menu does, filled in; "Open file…" answers with ``chosen``."""
+    pytest.importorskip("napari")
+    from qtpy.QtWidgets import QFileDialog
+
+    monkeypatch.setenv("SAM2MED_DEV", "1")  # offers the sam2.1-test model
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(chosen), "")))
+    viewer = make_napari_viewer()
+    _, w = viewer.window.add_plugin_dock_widget("napari-sam2med", DOCK)
+    fill_dock(w, manifest, out, ckpt, size=256)
+    return w
+
+
+def _choose_file(w) -> None:
+    """The user picks "Open file…" in the chooser (the patched dialog answers)."""
+    last = w.encoder_combo.count() - 1
+    assert w.encoder_combo.itemText(last) == "Open file\u2026"
+    w.encoder_combo.setCurrentIndex(last)
+    w.encoder_combo.activated.emit(last)
+
+
+def _click_run(qtbot, w) -> str:
+    from qtpy.QtCore import Qt
+
+    qtbot.mouseClick(w.run_btn, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not w.is_busy(), timeout=240_000)
+    return w.status.text()
+
+
+@pytest.mark.timeout(300)
+def test_batch_dock_segments_auto_entries_with_a_prompt_encoder(make_napari_viewer, monkeypatch, qtbot, tmp_path,
+                                                                trained):
+    ckpt, encoder = trained
+    manifest, truths = _study(tmp_path / "study")
+    out = tmp_path / "out"
+    w = _batch_dock(make_napari_viewer, monkeypatch, manifest, out, ckpt, encoder)
+    assert w.encoder_combo.itemText(0) == "none" and w.encoder_combo.encoder() == ("none", "")
+    assert not w.mode_combo.isEnabled()
+
+    text = _click_run(qtbot, w)  # "none": auto entries are refused, nothing runs
+    assert text.startswith("Error:") and "auto entries need an AutoSAM2 prompt encoder" in text, text
+    assert not out.exists()
+
+    _choose_file(w)
+    assert w.encoder_combo.encoder() == ("file", str(encoder)) and w.encoder_combo.currentText() == "discs.pt"
+    assert w.mode_combo.isEnabled()
+    w.mode_combo.setCurrentIndex(w.mode_combo.findData("first-frame-propagate"))
+    text = _click_run(qtbot, w)
+    assert text.startswith("Done: 3 written, 0 skipped"), text
+    assert w.results.count() == 3
+    for k, truth in truths.items():
+        labels = tifffile.imread(out / f"vol{k}_labels.tif")
+        assert set(np.unique(labels)) <= {0, 1} and dice(labels[0] == 1, truth[0]) >= 0.6, k
+        key = json.loads((out / f"vol{k}_labels.tif.json").read_text())["key"]
+        assert key["auto"] is True and key["video_mode"] == "first-frame-propagate"
+        assert len(key["prompt_encoder_sha256"]) == 64
+    assert _click_run(qtbot, w).startswith("Done: 0 written, 3 skipped")  # as the CLI: a rerun finds them done
+
+
+@pytest.mark.timeout(300)
+def test_batch_dock_refuses_a_prompt_encoder_of_other_sam2_weights(make_napari_viewer, monkeypatch, qtbot, tmp_path,
+                                                                   trained):
+    from napari_sam2med.auto.prompt_net import load_prompt_net, save_prompt_net
+
+    ckpt, encoder = trained
+    other = save_prompt_net(tmp_path / "other.pt", load_prompt_net(encoder)[0], frozen_sam2(1))
+    manifest, _ = _study(tmp_path / "study")
+    out = tmp_path / "out"
+    w = _batch_dock(make_napari_viewer, monkeypatch, manifest, out, ckpt, other)
+    w.encoder_combo.setCurrentIndex(w.encoder_combo.count() - 1)  # "Open file…": Run asks for the file first
+    text = _click_run(qtbot, w)
+    assert text.startswith("Error: other.pt was trained against other 'sam2.1-test' weights"), text
+    assert "\n" not in text and not out.exists()

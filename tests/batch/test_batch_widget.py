@@ -8,7 +8,7 @@ import tifffile
 
 pytest.importorskip("napari")
 
-from batch_testdata import make_study  # noqa: E402
+from batch_testdata import fill_dock, make_study  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -22,15 +22,6 @@ def _dock(make_napari_viewer, monkeypatch):
     return viewer, widget
 
 
-def _fill(w, source, out, checkpoint):
-    w.source_edit.setText(str(source))
-    w.out_edit.setText(str(out))
-    w.model_combo.setCurrentText("sam2.1-test")
-    w.size_combo.setCurrentText("64")
-    w.checkpoint_edit.setText(str(checkpoint))
-    w.workers_spin.setValue(1)
-
-
 def test_batch_dock_runs_folder_and_opens_result(make_napari_viewer, monkeypatch, qtbot, tmp_path, test_checkpoint):
     from qtpy.QtCore import Qt
 
@@ -38,7 +29,7 @@ def test_batch_dock_runs_folder_and_opens_result(make_napari_viewer, monkeypatch
     make_study(study, n=3)
     viewer, w = _dock(make_napari_viewer, monkeypatch)
     out = tmp_path / "out"
-    _fill(w, study, out, test_checkpoint)
+    fill_dock(w, study, out, test_checkpoint)
 
     qtbot.mouseClick(w.run_btn, Qt.LeftButton)
     assert w.is_busy() and not w.run_btn.isEnabled() and w.cancel_btn.isEnabled()
@@ -72,7 +63,7 @@ def test_batch_dock_cancel_and_bad_input(make_napari_viewer, monkeypatch, qtbot,
     assert not w.is_busy() and w.status.text() == "Error: choose a folder or a manifest first"
 
     (study / "vol2.prompts.json").unlink()  # a volume without prompts: listed, nothing runs
-    _fill(w, study, tmp_path / "bad", test_checkpoint)
+    fill_dock(w, study, tmp_path / "bad", test_checkpoint)
     qtbot.mouseClick(w.run_btn, Qt.LeftButton)
     qtbot.waitUntil(lambda: not w.is_busy(), timeout=60_000)
     assert w.status.text().startswith("Error:") and "vol2.tif" in w.status.text()
@@ -80,7 +71,7 @@ def test_batch_dock_cancel_and_bad_input(make_napari_viewer, monkeypatch, qtbot,
 
     make_study(study, n=3)
     out = tmp_path / "out"
-    _fill(w, study, out, test_checkpoint)
+    fill_dock(w, study, out, test_checkpoint)
     qtbot.mouseClick(w.run_btn, Qt.LeftButton)
     qtbot.mouseClick(w.cancel_btn, Qt.LeftButton)
     assert w.status.text() == "Cancelling..."

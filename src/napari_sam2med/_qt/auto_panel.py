@@ -23,10 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
-    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -36,23 +34,13 @@ from qtpy.QtWidgets import (
 )
 
 from ._worker import JobEnd, Outcome
+from .form_rows import PromptEncoderCombo, shipped_encoders, video_mode_combo
 from .label_edits import EditGroup
 from .segment_state import ObjectInfo, sync_session, write_masks
 
 __all__ = ["AutoPanel", "AutoSegment", "shipped_encoders", "set_mask_prompt"]
 
 log = logging.getLogger(__name__)
-OPEN_FILE = "Open file\u2026"
-VIDEO_MODES = ("per-frame", "first-frame-propagate")  # auto.infer.VideoMode values
-
-
-def shipped_encoders() -> list[str]:
-    """Names of the prompt encoders shipped with the package (``auto.shipped``; [] when none)."""
-    try:
-        from ..auto.shipped import list_shipped_prompt_encoders
-    except ImportError:
-        return []
-    return [str(getattr(n, "name", n)) for n in list_shipped_prompt_encoders()]
 
 
 def load_encoder(source: tuple[str, str], model: Any):
@@ -78,18 +66,13 @@ class AutoPanel(QGroupBox):
 
     def __init__(self) -> None:
         super().__init__("Auto-segment (no clicks)")
-        self.encoder_combo = QComboBox()
-        for name in shipped_encoders():
-            self.encoder_combo.addItem(name, ("shipped", name))
-        self.encoder_combo.addItem(OPEN_FILE, None)
+        self.encoder_combo = PromptEncoderCombo(shipped_encoders())
         self.encoder_combo.setToolTip("AutoSAM2 prompt encoder: shipped ones, or a file written by "
                                       "`sam2med train --auto-prompt` (it must match the loaded SAM2)")
         self.scope_combo = QComboBox()
         self.scope_combo.addItem("this slice", "slice")
         self.scope_combo.addItem("whole stack", "stack")
-        self.mode_combo = QComboBox()
-        for mode in VIDEO_MODES:
-            self.mode_combo.addItem(mode, mode)
+        self.mode_combo = video_mode_combo()
         self.mode_combo.setToolTip("per-frame: every slice on its own; first-frame-propagate: the shown "
                                    "slice is auto-segmented and SAM2's memory propagates it both ways")
         self.run_button = QPushButton("Auto-segment")
@@ -111,40 +94,22 @@ class AutoPanel(QGroupBox):
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
         self.scope_combo.currentIndexChanged.connect(self._on_scope)
-        self.encoder_combo.activated.connect(self._on_activated)
         self._on_scope()
 
     def _on_scope(self, *_: Any) -> None:
         self.mode_combo.setEnabled(self.scope() == "stack")
 
-    def _on_activated(self, index: int) -> None:
-        if self.encoder_combo.itemData(index) is None:  # "Open file…"
-            self.browse()
-
     def browse(self) -> bool:
         """Ask for a prompt-encoder file; returns whether one was chosen."""
-        path, _ = QFileDialog.getOpenFileName(self, "AutoSAM2 prompt encoder", "",
-                                              "Prompt encoder (*.pt);;All files (*)")
-        if not path:
-            return False
-        self.add_file(path)
-        return True
+        return self.encoder_combo.browse()
 
     def add_file(self, path: str | Path) -> None:
         """Offer ``path`` (above "Open file…") and select it."""
-        combo = self.encoder_combo
-        data = ("file", str(path))
-        index = combo.findData(data)
-        if index < 0:
-            index = combo.count() - 1
-            combo.insertItem(index, Path(path).name, data)
-            combo.setItemData(index, str(path), Qt.ItemDataRole.ToolTipRole)
-        combo.setCurrentIndex(index)
+        self.encoder_combo.add_file(path)
 
     def encoder(self) -> tuple[str, str] | None:
         """``("shipped", name)``, ``("file", path)`` or None ("Open file…" is selected)."""
-        data = self.encoder_combo.currentData()
-        return None if data is None else (str(data[0]), str(data[1]))
+        return self.encoder_combo.encoder()
 
     def scope(self) -> str:
         """``"slice"`` or ``"stack"``."""

@@ -5,6 +5,11 @@ The work is :func:`napari_sam2med.batch.runner.run_batch` (the generator behind
 job stops at its next progress poll and closes the batch generator *in the worker thread*, so
 queued volumes are cancelled and the local cluster shuts down off the GUI thread; finished
 volumes stay finished (a rerun skips them).
+
+Manifest entries with ``auto: true`` (no prompts) take the dock's *Prompt encoder* (none, a
+shipped one, or a file) and *Video mode*, exactly as ``sam2med batch --prompt-encoder
+--video-mode``: the same ``load_jobs`` / ``make_spec`` / ``run_batch`` calls, so an encoder trained
+against other SAM2 weights is refused with the loader's one-line message before any work.
 """
 
 from __future__ import annotations
@@ -16,20 +21,9 @@ from pathlib import Path
 from typing import Any, Generator
 
 import numpy as np
-from qtpy.QtWidgets import (
-    QComboBox,
-    QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QListWidget,
-    QProgressBar,
-    QPushButton,
-    QSpinBox,
-    QWidget,
-)
+from qtpy.QtWidgets import QFileDialog, QListWidget, QPushButton, QWidget
 
+from . import form_rows as rows
 from ._worker import JobEnd, JobRunner, Outcome, job_layout
 
 __all__ = ["BatchWidget", "BatchSettings", "batch_job"]
@@ -40,7 +34,11 @@ SIZES = ("default", "1024", "512", "256")
 
 @dataclass(frozen=True)
 class BatchSettings:
-    """What the dock runs: a folder or manifest, an output folder, a model and a cluster size."""
+    """What the dock runs: a folder or manifest, an output folder, a model and a cluster size.
+
+    ``prompt_encoder`` (a shipped name or a file; None: none) and ``video_mode`` serve the
+    manifest's ``auto: true`` entries, as ``sam2med batch --prompt-encoder ... --video-mode ...``.
+    """
 
     source: Path
     out_dir: Path
@@ -48,22 +46,28 @@ class BatchSettings:
     image_size: int | None = None
     checkpoint: Path | None = None
     workers: int = 1
+    prompt_encoder: str | None = None
+    video_mode: str = "per-frame"
 
 
 def batch_job(settings: BatchSettings, stop: threading.Event) -> Generator[Any, None, Any]:
     """Validate, then run the batch; yields ``BatchProgress``; returns ``(jobs, summary or None)``.
 
     ``summary`` is None when ``stop`` was set (the batch generator is closed here, in the worker
-    thread, which cancels queued volumes and closes the local cluster).
+    thread, which cancels queued volumes and closes the local cluster). As ``sam2med batch``: a
+    prompt encoder trained against other SAM2 weights is refused (``make_spec``) before any work.
     """
     from ..batch.manifest import load_jobs
     from ..batch.runner import ClusterConfig, quiet_dask_logs, run_batch
     from ..batch.task import make_spec
 
-    jobs = load_jobs(settings.source, settings.out_dir)
+    encoder = settings.prompt_encoder
+    jobs = load_jobs(settings.source, settings.out_dir, prompt_encoder=encoder is not None)
     threads = max(1, (os.cpu_count() or 1) // settings.workers)
     spec = make_spec(settings.model, image_size=settings.image_size, checkpoint=settings.checkpoint,
-                     device="auto", offline=True, torch_threads=threads)
+                     device="auto", offline=True, torch_threads=threads,
+                     prompt_encoder=encoder if any(job.auto for job in jobs) else None,
+                     video_mode=settings.video_mode)
     settings.out_dir.mkdir(parents=True, exist_ok=True)
     quiet_dask_logs()
     gen = run_batch(jobs, spec, settings.out_dir, cluster=ClusterConfig(workers=settings.workers))
@@ -96,46 +100,33 @@ class BatchWidget(QWidget):
         self.jobs: list = []
         self._stop = threading.Event()
 
-        self.source_edit = QLineEdit()
-        self.source_edit.setPlaceholderText("folder or manifest .json/.csv")
+        self.source_edit = rows.line_edit("folder or manifest .json/.csv")
         self.folder_btn = QPushButton("Folder...")
         self.manifest_btn = QPushButton("Manifest...")
-        self.out_edit = QLineEdit()
-        self.out_edit.setPlaceholderText("output folder")
+        self.out_edit = rows.line_edit("output folder")
         self.out_btn = QPushButton("Output...")
-        self.model_combo = QComboBox()
         names = list(MODEL_CONFIGS) if os.environ.get(DEV_ENV) == "1" else list(MODEL_NAMES)
-        self.model_combo.addItems(names)
-        self.size_combo = QComboBox()
-        self.size_combo.setEditable(True)
-        self.size_combo.addItems(SIZES)
-        self.checkpoint_edit = QLineEdit()
-        self.checkpoint_edit.setPlaceholderText("default: the cached official weights")
-        self.workers_spin = QSpinBox()
-        self.workers_spin.setRange(1, max(1, os.cpu_count() or 1))
-        self.workers_spin.setValue(max(1, (os.cpu_count() or 2) // 2))
-        self.run_btn = QPushButton("Run batch")
-        self.cancel_btn = QPushButton("Cancel")
-        self.progress = QProgressBar()
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
+        self.model_combo = rows.combo(names)
+        self.size_combo = rows.combo(SIZES, editable=True)
+        self.checkpoint_edit = rows.line_edit("default: the cached official weights")
+        self.workers_spin = rows.spin_box(1, max(1, os.cpu_count() or 1), max(1, (os.cpu_count() or 2) // 2))
+        self.encoder_combo = rows.PromptEncoderCombo(rows.shipped_encoders(), allow_none=True)
+        self.encoder_combo.setToolTip("AutoSAM2 prompt encoder for the manifest's 'auto: true' entries (no "
+                                      "prompts): shipped ones, or a file from `sam2med train --auto-prompt`; "
+                                      "it must match the SAM2 weights (checked before any work)")
+        self.mode_combo = rows.video_mode_combo()
+        self.mode_combo.setToolTip("'auto' entries: per-frame (every slice on its own) or first-frame-propagate "
+                                   "(the first slice is auto-segmented, SAM2's memory propagates it)")
+        self.run_btn, self.cancel_btn, self.progress, self.status = rows.job_controls("Run batch")
         self.results = QListWidget()
         self.open_btn = QPushButton("Open result")
 
-        form = QFormLayout()
-        row = QHBoxLayout()
-        row.addWidget(self.source_edit)
-        row.addWidget(self.folder_btn)
-        row.addWidget(self.manifest_btn)
-        form.addRow("Volumes", row)
-        row = QHBoxLayout()
-        row.addWidget(self.out_edit)
-        row.addWidget(self.out_btn)
-        form.addRow("Output", row)
-        form.addRow("Model", self.model_combo)
-        form.addRow("Image size", self.size_combo)
-        form.addRow("Checkpoint", self.checkpoint_edit)
-        form.addRow("Workers", self.workers_spin)
+        form = rows.form([
+            ("Volumes", rows.path_row(self.source_edit, self.folder_btn, self.manifest_btn)),
+            ("Output", rows.path_row(self.out_edit, self.out_btn)),
+            ("Model", self.model_combo), ("Image size", self.size_combo), ("Checkpoint", self.checkpoint_edit),
+            ("Workers", self.workers_spin), ("Prompt encoder", self.encoder_combo), ("Video mode", self.mode_combo),
+        ])
         job_layout(self, form, self.run_btn, self.cancel_btn, self.progress, self.status, self.results,
                    self.open_btn)
 
@@ -147,6 +138,8 @@ class BatchWidget(QWidget):
         self.cancel_btn.clicked.connect(self.cancel)
         self.open_btn.clicked.connect(lambda: self.open_result())
         self.results.itemDoubleClicked.connect(lambda _item: self.open_result())
+        self.encoder_combo.currentIndexChanged.connect(self._on_encoder)
+        self._on_encoder()
 
     # -- pickers -----------------------------------------------------------------------
     def _pick_folder(self) -> None:
@@ -168,6 +161,9 @@ class BatchWidget(QWidget):
         if path:
             self.out_edit.setText(path)
 
+    def _on_encoder(self, *_: Any) -> None:
+        self.mode_combo.setEnabled(self.encoder_combo.encoder() != ("none", ""))
+
     # -- running -----------------------------------------------------------------------
     def settings(self) -> BatchSettings:
         """The dock's settings; ``ValueError`` with a one-line message when incomplete."""
@@ -176,16 +172,14 @@ class BatchWidget(QWidget):
             raise ValueError("choose a folder or a manifest first")
         if not out:
             raise ValueError("choose an output folder first")
-        size_text = self.size_combo.currentText().strip()
-        if size_text in ("", "default"):
-            size = None
-        elif size_text.isdigit():
-            size = int(size_text)
-        else:
-            raise ValueError(f"image size must be a number, got {size_text!r}")
+        size = rows.image_size(self.size_combo)
+        encoder = self.encoder_combo.encoder()
+        if encoder is None:
+            raise ValueError(f"choose a prompt-encoder file ({rows.OPEN_FILE}) or none")
         ckpt = self.checkpoint_edit.text().strip()
         return BatchSettings(Path(source).expanduser(), Path(out).expanduser(), self.model_combo.currentText(),
-                             size, Path(ckpt).expanduser() if ckpt else None, self.workers_spin.value())
+                             size, Path(ckpt).expanduser() if ckpt else None, self.workers_spin.value(),
+                             encoder[1] if encoder[0] != "none" else None, self.mode_combo.currentData())
 
     def is_busy(self) -> bool:
         return self.runner.busy
@@ -194,6 +188,8 @@ class BatchWidget(QWidget):
         """Start the batch in the background (no-op while one runs)."""
         if self.runner.busy:
             return
+        if self.encoder_combo.encoder() is None:  # "Open file…" without a file yet: ask now
+            self.encoder_combo.browse()
         try:
             settings = self.settings()
         except ValueError as err:

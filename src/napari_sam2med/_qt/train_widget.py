@@ -19,18 +19,9 @@ from pathlib import Path
 from typing import Any, Generator
 
 import numpy as np
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QFormLayout,
-    QLabel,
-    QLineEdit,
-    QProgressBar,
-    QPushButton,
-    QSpinBox,
-    QWidget,
-)
+from qtpy.QtWidgets import QCheckBox, QComboBox, QLabel, QWidget
 
+from . import form_rows as rows
 from ._worker import JobEnd, JobRunner, Outcome, job_layout
 from .train_plot import TrainPlot
 from .viewer_context import context_for, unwrap_viewer
@@ -108,46 +99,26 @@ class TrainWidget(QWidget):
 
         self.image_combo = QComboBox()
         self.labels_combo = QComboBox()
-        self.data_edit = QLineEdit()
-        self.data_edit.setPlaceholderText("optional: folders/files, ';'-separated (e.g. synthetic:4)")
-        self.preset_combo = QComboBox()
-        self.preset_combo.addItems([p.value for p in Preset if p is not Preset.CUSTOM])
-        self.preset_combo.setCurrentText(Preset.DECODER.value)
-        self.steps_spin = QSpinBox()
-        self.steps_spin.setRange(1, 1_000_000)
-        self.steps_spin.setValue(200)
-        self.size_combo = QComboBox()
-        self.size_combo.addItems(list(IMAGE_SIZES))
-        self.size_combo.setCurrentText("256")
-        self.model_combo = QComboBox()
-        self.model_combo.addItems(list(MODEL_CONFIGS))
-        if DEFAULT_MODEL in MODEL_CONFIGS:
-            self.model_combo.setCurrentText(DEFAULT_MODEL)
-        self.start_edit = QLineEdit()
-        self.start_edit.setPlaceholderText("starting weights: the model's cached file")
+        self.data_edit = rows.line_edit("optional: folders/files, ';'-separated (e.g. synthetic:4)")
+        self.preset_combo = rows.combo([p.value for p in Preset if p is not Preset.CUSTOM], Preset.DECODER.value)
+        self.steps_spin = rows.spin_box(1, 1_000_000, 200)
+        self.size_combo = rows.combo(IMAGE_SIZES, "256")
+        self.model_combo = rows.combo(MODEL_CONFIGS, DEFAULT_MODEL)
+        self.start_edit = rows.line_edit("starting weights: the model's cached file")
         self.random_init = QCheckBox("Start from random weights (testing)")
-        self.out_edit = QLineEdit()
-        self.out_edit.setPlaceholderText(str(default_run_folder()))
-        self.run_btn = QPushButton("Run")
-        self.cancel_btn = QPushButton("Cancel")
-        self.progress = QProgressBar()
+        self.out_edit = rows.line_edit(str(default_run_folder()))
+        self.run_btn, self.cancel_btn, self.progress, self.status = rows.job_controls(
+            "Run", "Choose an Image + Labels pair or a data folder, then Run.")
         self.loss_label = QLabel("")
         self.plot = TrainPlot()
-        self.status = QLabel("Choose an Image + Labels pair or a data folder, then Run.")
-        self.status.setWordWrap(True)
         self.runner = JobRunner(self.progress, self.run_btn, self.cancel_btn, parent=self)
 
-        form = QFormLayout()
-        form.addRow("Image", self.image_combo)
-        form.addRow("Labels", self.labels_combo)
-        form.addRow("Data", self.data_edit)
-        form.addRow("Preset", self.preset_combo)
-        form.addRow("Steps", self.steps_spin)
-        form.addRow("Image size", self.size_combo)
-        form.addRow("Model", self.model_combo)
-        form.addRow("Start from", self.start_edit)
-        form.addRow("", self.random_init)
-        form.addRow("Run folder", self.out_edit)
+        form = rows.form([
+            ("Image", self.image_combo), ("Labels", self.labels_combo), ("Data", self.data_edit),
+            ("Preset", self.preset_combo), ("Steps", self.steps_spin), ("Image size", self.size_combo),
+            ("Model", self.model_combo), ("Start from", self.start_edit), ("", self.random_init),
+            ("Run folder", self.out_edit),
+        ])
         job_layout(self, form, self.run_btn, self.cancel_btn, self.progress, self.loss_label, self.plot,
                    self.status).addStretch(1)
 
@@ -203,7 +174,6 @@ class TrainWidget(QWidget):
         if out_dir.exists() and not out_dir.is_dir():
             raise ValueError(f"run folder {out_dir} is a file")
         data = [part.strip() for part in self.data_edit.text().split(";") if part.strip()]
-        size = self.size_combo.currentText()
         start = self.start_edit.text().strip()
         if start and not Path(start).expanduser().is_file():
             raise ValueError(f"starting weights not found: {start}")
@@ -211,7 +181,7 @@ class TrainWidget(QWidget):
         return TrainConfig(data=data, out=str(out_dir), val=1, model=self.model_combo.currentText(),
                            checkpoint=str(Path(start).expanduser()) if start else None,
                            random_init=self.random_init.isChecked(),
-                           image_size=None if not size.isdigit() else int(size),
+                           image_size=rows.image_size(self.size_combo),
                            preset=self.preset_combo.currentText(), steps=steps,
                            warmup=min(50, max(steps // 10, 1)), val_every=max(steps // 5, 1),
                            log_every=max(min(10, steps // 20), 1))

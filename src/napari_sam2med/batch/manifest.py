@@ -158,7 +158,7 @@ def _check_entry(k: int, entry: Any, base: Path, out_dir: Path, axis: str,
     if len(given) != 1:
         problems.append("give exactly one of prompts, box or auto")
     elif auto and not prompt_encoder:
-        problems.append("auto entries need an AutoSAM2 prompt encoder (--prompt-encoder NAME|PATH)")
+        problems.append("auto entries need an AutoSAM2 prompt encoder (--prompt-encoder NAME|PATH, or the Batch dock's Prompt encoder)")
     out = out_dir / str(entry.get("out") or f"{stack_name(image)}_labels.tif")
     check(label_suffix, out)
     stack = None

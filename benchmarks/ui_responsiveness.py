@@ -47,6 +47,8 @@ def main(argv=None) -> None:
     parser.add_argument("--dwell", type=float, default=2.0, help="--precompute: seconds on a slice before a click")
     parser.add_argument("--budget-mb", type=float, default=200.0, help="--precompute: memory budget")
     parser.add_argument("--repeats", type=int, default=3, help="--precompute: repeats of each scenario")
+    parser.add_argument("--no-preempt", action="store_true",
+                        help="--precompute: a click lets the background encode in flight finish (the old behaviour)")
     parser.add_argument("--engine", default="torch",
                         help="--precompute: the model panel's engine (torch, onnx, openvino, auto); exported and "
                              "compiled in a warm-up before the timed scenarios")
@@ -163,8 +165,10 @@ def precompute_benchmark(args) -> None:
     from napari_sam2med._qt import segment_jobs
     from napari_sam2med._qt.segment_widget import SegmentWidget
     from napari_sam2med._sample_data import synthetic_volume
+    from napari_sam2med.engine.embedding_cache import attach_cache
     from napari_sam2med.sam2 import load_model
 
+    load_before = os.getloadavg()
     job_cpu: list[float] = []
     plain_job = segment_jobs._segment_job
 
@@ -242,6 +246,7 @@ def precompute_benchmark(args) -> None:
     widget.model_panel.engine_combo.setCurrentText(args.engine)
     widget.update_prompts()  # build the session (as the first dwell would)
     settle()
+    attach_cache(widget.state.session, args.budget_mb).preempt = not args.no_preempt  # as the panel would
     cache().get(n - 1)  # warm-up: the engine's one-off export / compile is not a click's cost
     cache().clear()
     for r in range(args.repeats):
@@ -277,8 +282,9 @@ def precompute_benchmark(args) -> None:
     settle()
     load = os.getloadavg()
     print(f"## Background precompute ({args.model} @ {args.image_size} px, engine {args.engine}, "
-          f"{'official' if args.weights else 'random'} weights, CPU, {args.threads} thread(s), stack {tuple(args.shape)}, "
-          f"budget {args.budget_mb:g} MB, load average after {load[0]:.1f}/{load[1]:.1f})\n")
+          f"{'official' if args.weights else 'random'} weights, {'no ' if args.no_preempt else ''}preemption, CPU, "
+          f"{args.threads} thread(s), stack {tuple(args.shape)}, "
+          f"budget {args.budget_mb:g} MB, load average before {load_before[0]:.1f}, after {load[0]:.1f}/{load[1]:.1f})\n")
     print("| click-to-mask (through the dock) | wall median ms | wall min / max ms | click job CPU median ms | n |")
     print("|---|---|---|---|---|")
     for name, vals in rows.items():
@@ -287,6 +293,7 @@ def precompute_benchmark(args) -> None:
               f"{statistics.median(cpu):.0f} | {len(vals)} |")
     print(f"\nDwell until the neighbour was ready: median {statistics.median(ready_s):.1f} s "
           f"(min {min(ready_s):.1f}, max {max(ready_s):.1f}); encoder calls {cache().encoded}, "
+          f"background encodes preempted by a click {cache().preempted}, "
           f"peak RSS {_peak_rss_mb():.0f} MB. Decoder-only click, CPU of the whole process (dock, worker and "
           f"this script's polling loop): median {statistics.median(decoder_process_cpu):.0f} ms.")
     widget.close()

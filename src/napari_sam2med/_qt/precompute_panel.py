@@ -8,8 +8,10 @@ and drives :func:`~napari_sam2med.engine.precompute.precompute` in its own
   through a stack encodes nothing), on the current image's session (built as a click would);
 * it pauses between slices while a click is segmented or a propagation runs, and starts over
   from the slice shown when they end; moving to another slice or image stops it;
-* a click on a slice it is encoding waits for that encode instead of starting another
-  (:class:`~napari_sam2med.engine.embedding_cache.EmbeddingCache`).
+* a click or a propagation that needs another slice stops the encode in flight (nothing of it is
+  cached; it is encoded again later), so the click's decoder has the CPU to itself; a click on a slice
+  it is encoding waits for that encode instead of starting another
+  (:class:`~napari_sam2med.engine.embedding_cache.EmbeddingCache`, :mod:`~napari_sam2med.engine.preempt`).
 """
 
 from __future__ import annotations

@@ -7,6 +7,10 @@
   keeps ``min_entries`` slices (propagation's look-ahead batch needs them);
 * computes each slice **once** even when a click and the background precompute
   (:mod:`.precompute`) ask for it at the same time: the second caller waits for the first;
+* lets a **foreground** request (``get`` / ``prefetch``: a click, a propagation) preempt the
+  **background** encode in flight (``ensure(..., background=True)``: the precompute) of another slice: that
+  encode is stopped (:mod:`.preempt`), nothing of it is cached, and the precompute encodes that slice again
+  later; a foreground request for the very slice the background is encoding waits for it instead;
 * optionally reads and writes a :class:`~.embedding_store.EmbeddingStore` (zarr on disk), so
   reopening a volume encodes nothing.
 
@@ -17,11 +21,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
+from contextlib import nullcontext
 from typing import Callable, Iterable
 
 from ..sam2.model import FrameFeatures
 from .embedding_store import EmbeddingStore, slice_digest
+from .preempt import Preempted, PreemptToken, preemptible
 
 __all__ = ["EmbeddingCache", "attach_cache", "features_nbytes"]
 
@@ -55,6 +62,16 @@ class EmbeddingCache:
     prepare : callable, optional
         Called once before the first slice is marked in flight (the session builds its encoder there,
         under its lock, so that no computation in flight ever waits for that lock).
+
+    Attributes
+    ----------
+    yield_s : float
+        A background encode starts only when no foreground request was made for this long (a click's
+        decoder runs just after its ``get``).
+    preempt : bool
+        Whether a foreground request stops a background encode in flight (True; False lets it finish).
+    preempted : int
+        Background encodes stopped by a foreground request.
     """
 
     def __init__(self, compute: Callable[[list[int]], list[FrameFeatures]], budget_bytes: int = 1024 * MB,
@@ -73,6 +90,12 @@ class EmbeddingCache:
         self._items: OrderedDict[int, FrameFeatures] = OrderedDict()
         self._sizes: dict[int, int] = {}
         self._inflight: dict[int, threading.Event] = {}
+        self._background: dict[int, PreemptToken] = {}  # background encodes in flight
+        self._foreground_at = -float("inf")  # time.monotonic() at the end of the last foreground request
+        self._foreground = 0  # foreground requests running
+        self.yield_s = 0.2
+        self.preempt = True
+        self.preempted = 0
         self._lock = threading.RLock()
         self.hits = 0
         self.misses = 0
@@ -96,8 +119,18 @@ class EmbeddingCache:
         return max(1, self.budget_bytes // self.entry_bytes)
 
     def get(self, idx: int) -> FrameFeatures:
-        """Features of slice ``idx``: from memory, from a computation in flight, from disk, or encoded."""
+        """Features of slice ``idx``: from memory, from a computation in flight, from disk, or encoded.
+
+        A foreground request: a background encode of another slice in flight is stopped.
+        """
         self._prepared()
+        self._preempt_background({idx})
+        try:
+            return self._get(idx)
+        finally:
+            self._foreground_done()
+
+    def _get(self, idx: int) -> FrameFeatures:
         while True:
             with self._lock:
                 if idx in self._items:
@@ -109,40 +142,69 @@ class EmbeddingCache:
                     self.misses += 1
                     self._inflight[idx] = threading.Event()
                     break
-            event.wait()  # another thread computes it: take its result (loop; it may already be evicted)
+            event.wait()  # another thread computes it: take its result (loop; it may be evicted or stopped)
         return self._fill([idx])[0]
 
     def prefetch(self, idxs: Iterable[int]) -> None:
-        """Load or encode the listed slices that are not cached (encoded as one batch, at most ``capacity - 1``)."""
+        """Load or encode the listed slices that are not cached (encoded as one batch, at most ``capacity - 1``).
+
+        A foreground request, like :meth:`get`.
+        """
+        idxs = list(dict.fromkeys(idxs))
         self._prepared()
-        with self._lock:
-            todo = [i for i in dict.fromkeys(idxs) if i not in self._items and i not in self._inflight]
-            todo = todo[: max(self.capacity - 1, 1)]
-            for i in todo:
-                self._inflight[i] = threading.Event()
-        if todo:
-            self._fill(todo)
+        self._preempt_background(set(idxs))
+        try:
+            with self._lock:
+                todo = [i for i in idxs if i not in self._items and i not in self._inflight]
+                todo = todo[: max(self.capacity - 1, 1)]
+                for i in todo:
+                    self._inflight[i] = threading.Event()
+            if todo:
+                self._fill(todo)
+        finally:
+            self._foreground_done()
 
-    def ensure(self, idx: int) -> bool:
-        """Make slice ``idx`` cached without counting a hit or miss (background precompute).
+    def ensure(self, idx: int, background: bool = False) -> bool:
+        """Make slice ``idx`` cached without counting a hit or miss (the precompute).
 
-        Returns whether it had to be loaded or encoded. It becomes the most recently used slice.
+        Returns whether it had to be loaded or encoded here. It becomes the most recently used slice.
+
+        With ``background=True`` a foreground request for another slice stops the encode, and none is
+        started within ``yield_s`` of a foreground request: :class:`~.preempt.Preempted` is raised and
+        nothing is cached (ask again later).
         """
         self._prepared()
-        with self._lock:
-            if idx in self._items:
-                self._items.move_to_end(idx)
-                return False
-            if idx in self._inflight:
-                event = self._inflight[idx]
-            else:
-                event = None
-                self._inflight[idx] = threading.Event()
-        if event is not None:
-            event.wait()
-            return False
-        self._fill([idx])
+        token = PreemptToken() if background else None
+        while True:
+            with self._lock:
+                if idx in self._items:
+                    self._items.move_to_end(idx)
+                    return False
+                event = self._inflight.get(idx)
+                if event is None:
+                    if token is not None and self.foreground_recent:
+                        raise Preempted("a foreground request was made just now")
+                    self._inflight[idx] = threading.Event()
+                    if token is not None:
+                        self._background[idx] = token
+                    break
+            event.wait()  # loop: cached now, or that computation was stopped (then compute it here)
+        try:
+            with preemptible(token) if token is not None else nullcontext():
+                self._fill([idx])
+        except Preempted:
+            with self._lock:
+                self.preempted += 1
+            raise
+        finally:
+            with self._lock:
+                self._background.pop(idx, None)
         return True
+
+    @property
+    def foreground_recent(self) -> bool:
+        """Whether a foreground request was made within ``yield_s`` (or one is running)."""
+        return self._foreground > 0 or time.monotonic() - self._foreground_at < self.yield_s
 
     def touch(self, idxs: Iterable[int]) -> None:
         """Mark cached slices as used, in order (the last is the most recent)."""
@@ -182,6 +244,19 @@ class EmbeddingCache:
             return list(self._items)
 
     # -- internals ------------------------------------------------------------------
+    def _preempt_background(self, wanted: set[int]) -> None:
+        """A foreground request for ``wanted``: stop the background encodes of other slices."""
+        with self._lock:
+            self._foreground += 1
+            tokens = [t for i, t in self._background.items() if i not in wanted] if self.preempt else []
+        for t in tokens:
+            t.request()
+
+    def _foreground_done(self) -> None:
+        with self._lock:
+            self._foreground -= 1
+            self._foreground_at = time.monotonic()
+
     def _prepared(self) -> None:
         if self._prepare is not None:
             self._prepare()

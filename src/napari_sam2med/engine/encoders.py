@@ -14,6 +14,9 @@ decoder and memory encoder); ``None`` means the model's own PyTorch code.
 * ``auto``: on the CPU, the first encode runs every available engine on that slice and keeps the
   fastest for the rest of the session (the first result comes from the last runtime timed); the
   memory attention and the heads are chosen the same way on the first tracked frame. Elsewhere ``torch``.
+
+Every engine's image encoder can be stopped mid-run by a background precompute's preempt token
+(:mod:`.preempt`); calls without one run as usual.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import torch
 
 from ..sam2.device import autocast_context
 from ..sam2.model import FrameFeatures, SAM2Model
+from .preempt import current_token, stop_points
 
 __all__ = ["EngineKind", "TorchEncoder", "RuntimeEngine", "AutoEncoder", "AutoPart", "make_encoder"]
 
@@ -63,7 +67,8 @@ class TorchEncoder:
         self.model = model
 
     def __call__(self, images: torch.Tensor) -> FrameFeatures:
-        with torch.inference_mode(), autocast_context(self.model.device):
+        token = current_token()  # a background encode: it may stop between modules
+        with torch.inference_mode(), autocast_context(self.model.device), stop_points(self.model.image_encoder, token):
             return self.model.encode_image(images)
 
     def memory_attention(self):

@@ -6,6 +6,10 @@ into an :class:`~.embedding_cache.EmbeddingCache`, and stops when the cache's me
 full, so it never evicts a slice nearer to the user than the one it would add. Between slices it
 checks ``paused()`` (a click or a propagation is running: it waits, encoding nothing) and
 ``cancelled()`` (the user moved on: it returns).
+
+Its encodes are *background* requests of the cache: a click or a propagation asking the cache for
+another slice stops the encode in flight (:mod:`.preempt`); that slice is then encoded again once
+the cache has seen no foreground request for ``cache.yield_s`` and ``paused()`` is False.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from typing import Callable
+
+from .preempt import Preempted
 
 __all__ = ["PrecomputeStep", "PrecomputeSummary", "outward_order", "precompute"]
 
@@ -35,6 +41,7 @@ class PrecomputeSummary:
     ready: list[int]
     encoded: int
     cancelled: bool = False
+    preempted: int = 0  # encodes stopped (or not started) for a foreground request, then redone
 
 
 def outward_order(center: int, n: int) -> list[int]:
@@ -59,7 +66,7 @@ def precompute(cache, center: int, n: int, *, max_slices: int | None = None,
     Parameters
     ----------
     cache : EmbeddingCache
-        Where the features go (``ensure``, ``touch``, ``fits``, ``entry_bytes``).
+        Where the features go (``ensure``, ``touch``, ``fits``, ``entry_bytes``, ``foreground_recent``).
     center : int
         The slice the user looks at (encoded first).
     n : int
@@ -67,7 +74,8 @@ def precompute(cache, center: int, n: int, *, max_slices: int | None = None,
     max_slices : int, optional
         Stop after this many slices around ``center`` are ready.
     paused : callable
-        While it returns True no slice is started (checked between slices).
+        While it returns True no slice is started (checked between slices; a foreground request of the
+        cache also stops the slice in flight, see the module docstring).
     cancelled : callable
         Returning True ends the run (checked between slices and while paused).
     poll_s : float
@@ -92,17 +100,21 @@ def precompute(cache, center: int, n: int, *, max_slices: int | None = None,
     if cache.entry_bytes:  # keep the nearest slices most recently used: others are evicted first
         cache.touch(reversed(order[: planned()]))
     ready: list[int] = []
-    encoded = 0
+    encoded = preempted = 0
     pos = 0
     while pos < planned():
-        while paused() and not cancelled():
+        while (paused() or cache.foreground_recent) and not cancelled():
             time.sleep(poll_s)
         if cancelled():
-            return PrecomputeSummary(center, ready, encoded, cancelled=True)
+            return PrecomputeSummary(center, ready, encoded, cancelled=True, preempted=preempted)
         idx = order[pos]
-        new = cache.ensure(idx)
+        try:
+            new = cache.ensure(idx, background=True)
+        except Preempted:  # nothing was cached: the same slice again once the foreground work is done
+            preempted += 1
+            continue
         encoded += int(new)
         ready.append(idx)
         pos += 1
         yield PrecomputeStep(idx, new, pos, planned())
-    return PrecomputeSummary(center, ready, encoded)
+    return PrecomputeSummary(center, ready, encoded, preempted=preempted)

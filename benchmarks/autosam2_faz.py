@@ -6,6 +6,7 @@
     python benchmarks/autosam2_faz.py --protocol bound (what SAM2 can do at all: GT mask prompt / per-image best prompt)
     python benchmarks/autosam2_faz.py --protocol ct    (CT lesions: train 000001+000002, pick steps on 000009, report 000010)
     [--checkpoint SAM2.pt]  (default: the packaged sam2med-small-ct weights)
+    [--ensemble K]  (K prompt encoders per model, seeds seed*K+i, logits averaged)  [--warp]  (warp augmentation)
 
 Data: the six OCTA-500 cases of ../shared/data/octa500_projections_3d (3M 10301-10303, 304 px; 6M
 10001-10003, 400 px), ILM_OPL projection, ``GT_FAZ``. The recipe is crop mode (``auto.predict``):
@@ -41,7 +42,7 @@ def recipe(args) -> AutoTrainConfig:
     return AutoTrainConfig(steps=args.steps, batch_size=args.batch, lr=args.lr, input_size=128, width=args.width,
                            sparse_tokens=args.tokens, tta=args.tta, crop_context=args.context, context_range=tuple(args.context_range),
                            jitter=args.jitter, locate_size=args.locate_size, locate_batch=args.locate_batch,
-                           aux_weight=0.5, refine=args.refine, augment=True, seed=args.seed)
+                           aux_weight=0.5, refine=args.refine, augment=True, warp=args.warp, seed=args.seed)
 
 
 def load_faz(root: Path = DATA / "octa500_projections_3d"):
@@ -69,6 +70,25 @@ def train(sam2, data, cfg, evaluate=None, every: int = 0):
             curve.append({"step": st.step, **evaluate(net)})
             net.train()
             print(json.dumps(curve[-1]), flush=True)
+
+
+def train_ensemble(sam2, data, cfg, k: int, evaluate=None, every: int = 0):
+    """``train`` with ``k`` > 1: ``k`` members (seeds ``seed * k + i``) combined into a PromptEnsemble
+    (evaluated at the end only); returns (result with ``.net`` and the members' joint ``.history``, [], seconds)."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from napari_sam2med.auto.prompt_net import PromptEnsemble
+
+    if k <= 1:
+        return train(sam2, data, cfg, evaluate, every)
+    runs = [train(sam2, data, replace(cfg, seed=cfg.seed * k + i)) for i in range(k)]
+    net = PromptEnsemble([r[0].net for r in runs]).eval()
+    hist = [h for r in runs for h in r[0].history[-50:]]
+    curve = [{"step": cfg.steps, **evaluate(net)}] if evaluate is not None else []
+    if curve:
+        print(json.dumps(curve[-1]), flush=True)
+    return SimpleNamespace(net=net, history=hist), curve, sum(r[2] for r in runs)
 
 
 def score(sam2, net, case, img, gt, variants: bool = False) -> dict:
@@ -103,12 +123,12 @@ def load_sam2(args):
                   "registry_sha256": get_config(name).weights.sha256}
 
 
-def run_loco(sam2, data, cfg, folds=None) -> dict:
+def run_loco(sam2, data, cfg, folds=None, ens: int = 1) -> dict:
     rows = []
     for k, (case, img, gt) in enumerate(data):
         if folds and case not in folds:
             continue
-        res, _, secs = train(sam2, [d for j, d in enumerate(data) if j != k], cfg)
+        res, _, secs = train_ensemble(sam2, [d for j, d in enumerate(data) if j != k], cfg, ens)
         row = score(sam2, res.net, case, img, gt)
         row.update(baseline_dice=round(dice(faz_baseline((img * 255).astype(np.uint8)), gt), 4), train_s=round(secs, 1),
                    train_dice_last50=round(float(np.mean([h["dice"] for h in res.history[-50:]])), 4))
@@ -122,14 +142,14 @@ def loco_summary(rows: list[dict]) -> dict:
                              for k in ("autosam2_dice", "gt_window_dice", "baseline_dice")}}
 
 
-def run_dev(sam2, data, cfg, every: int, save: str | None = None) -> dict:
+def run_dev(sam2, data, cfg, every: int, save: str | None = None, ens: int = 1) -> dict:
     train_set = [d for d in data if d[0] not in DEV_VAL]
     val = [d for d in data if d[0] in DEV_VAL]
 
     def evaluate(net):
         rows = [score(sam2, net, *d, variants=True) for d in val]
         return {r["case"]: {k: v for k, v in r.items() if k != "case"} for r in rows}
-    res, curve, secs = train(sam2, train_set, cfg, evaluate, every)
+    res, curve, secs = train_ensemble(sam2, train_set, cfg, ens, evaluate, every)
     if save:
         from napari_sam2med.auto.prompt_net import save_prompt_net
         save_prompt_net(save, res.net, sam2)
@@ -137,14 +157,14 @@ def run_dev(sam2, data, cfg, every: int, save: str | None = None) -> dict:
             "train_dice_last50": round(float(np.mean([h["dice"] for h in res.history[-50:]])), 4)}
 
 
-def run_final(sam2, data, cfg, save: str | None, info: dict) -> dict:
+def run_final(sam2, data, cfg, save: str | None, info: dict, ens: int = 1) -> dict:
     from napari_sam2med.auto.prompt_net import save_prompt_net
 
-    res, _, secs = train(sam2, data, cfg)
+    res, _, secs = train_ensemble(sam2, data, cfg, ens)
     rows = [score(sam2, res.net, *d) for d in data]  # training cases: a sanity check, not accuracy
     out = {"train_s": round(secs, 1), "train_case_rows": rows}
     if save:
-        extra = {"steps": cfg.steps, "train_seconds": round(secs, 1), "cases": ",".join(d[0] for d in data),
+        extra = {"steps": cfg.steps, "train_seconds": round(secs, 1), "members": ens, "cases": ",".join(d[0] for d in data),
                  "recipe": json.dumps(config_record(cfg))}
         save_prompt_net(save, res.net, sam2, extra=extra, checkpoint_sha256=info["checkpoint_sha256"])
         out.update(saved=save, saved_sha256=sha256_of(save), saved_bytes=Path(save).stat().st_size)
@@ -254,7 +274,9 @@ def main() -> None:
     ap.add_argument("--refine", type=int, default=1)
     ap.add_argument("--tta", type=int, default=8, help="flips / rotations averaged at inference")
     ap.add_argument("--tokens", type=int, default=4, help="sparse prompt tokens")
+    ap.add_argument("--warp", action="store_true", help="also warp samples (rotation, scale, stretch, elastic)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ensemble", type=int, default=1, help="prompt encoders per model (seeds seed*K+i), logits averaged")
     ap.add_argument("--every", type=int, default=100, help="dev / ct: score every N steps")
     ap.add_argument("--save", default=None, help="final: write the prompt encoder here")
     ap.add_argument("--out", default=None, help="JSON summary (default runs/autosam/<protocol>.json)")
@@ -279,9 +301,11 @@ def main() -> None:
         result = run_ct(sam2, cfg, args.every, DATA / "ct_lesions")
     else:
         data = load_faz()
-        result = {"loco": lambda: run_loco(sam2, data, cfg, args.folds), "dev": lambda: run_dev(sam2, data, cfg, args.every, args.save),
-                  "final": lambda: run_final(sam2, data, cfg, args.save, info)}[args.protocol]()
-    summary = {"protocol": args.protocol, **info, "recipe": config_record(cfg), "wall_s": round(time.perf_counter() - t0, 1),
+        k = args.ensemble
+        result = {"loco": lambda: run_loco(sam2, data, cfg, args.folds, k),
+                  "dev": lambda: run_dev(sam2, data, cfg, args.every, args.save, k),
+                  "final": lambda: run_final(sam2, data, cfg, args.save, info, k)}[args.protocol]()
+    summary = {"protocol": args.protocol, **info, "recipe": config_record(cfg), "ensemble": args.ensemble, "wall_s": round(time.perf_counter() - t0, 1),
                "load": list(np.round(__import__("os").getloadavg(), 2)), **result}
     out = Path(args.out or Path(__file__).resolve().parents[1] / "runs" / "autosam" / f"{args.protocol}.json")
     out.parent.mkdir(parents=True, exist_ok=True)

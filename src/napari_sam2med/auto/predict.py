@@ -20,7 +20,7 @@ from ..engine.crop import MIN_SIDE, cut, paste, window_from_box
 from ..engine.preprocess import frame_to_tensor
 from ..sam2.device import autocast_context
 from ..sam2.model import SAM2Model
-from .prompt_net import PromptNet, auto_decode
+from .prompt_net import PromptEnsemble, PromptNet, auto_decode, members
 
 __all__ = ["predict_mask", "locate_box", "mask_box", "window_logits"]
 
@@ -44,9 +44,9 @@ def _best_component(prob: np.ndarray, threshold: float = 0.5) -> np.ndarray | No
     return labels == int(np.argmax(sums)) + 1
 
 
-def locate_box(net: PromptNet, frame01: np.ndarray, device="cpu") -> tuple[int, int, int, int] | None:
+def locate_box(net: PromptNet | PromptEnsemble, frame01: np.ndarray, device="cpu") -> tuple[int, int, int, int] | None:
     """Where the prompt encoder's auxiliary head sees the object on a whole slice (its probabilities
-    averaged over ``net.config.tta`` flips / rotations).
+    averaged over ``net.config.tta`` flips / rotations and an ensemble's members).
 
     Returns
     -------
@@ -58,10 +58,12 @@ def locate_box(net: PromptNet, frame01: np.ndarray, device="cpu") -> tuple[int, 
     s = net.config.locate_size
     x = frame_to_tensor(frame01, s, device)
     ks = list(range(max(1, min(int(net.config.tta), 8))))
+    xs, probs = torch.cat([_dihedral(x, k) for k in ks]), []
     with torch.inference_mode():
-        logits = net.aux_logits(torch.cat([_dihedral(x, k) for k in ks]), s).float()
-        prob = torch.stack([_dihedral(torch.sigmoid(logits[i:i + 1]), k, inverse=True)[0, 0]
-                            for i, k in enumerate(ks)]).mean(0)
+        for member in members(net):
+            logits = member.aux_logits(xs, s).float()
+            probs += [_dihedral(torch.sigmoid(logits[i:i + 1]), k, inverse=True)[0, 0] for i, k in enumerate(ks)]
+        prob = torch.stack(probs).mean(0)
         prob = F.interpolate(prob[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
     comp = _best_component(prob.cpu().numpy())
     return None if comp is None else mask_box(comp)
@@ -76,40 +78,44 @@ def _dihedral(t: torch.Tensor, k: int, inverse: bool = False) -> torch.Tensor:
     return torch.rot90(t, -(k % 4), dims=(2, 3))
 
 
-def window_logits(model: SAM2Model, net: PromptNet, frame01: np.ndarray,
+def window_logits(model: SAM2Model, net: PromptNet | PromptEnsemble, frame01: np.ndarray,
                   window: tuple[int, int, int]) -> tuple[torch.Tensor, float]:
-    """SAM2's mask logits ``(side, side)`` in a window (mean over ``net.config.tta`` flips / rotations)
-    and the mean object-score logit."""
+    """SAM2's mask logits ``(side, side)`` in a window (mean over ``net.config.tta`` flips / rotations
+    and an ensemble's members) and the mean object-score logit."""
     crop = cut(frame01, window, axes=(0, 1))
     x = frame_to_tensor(crop, model.image_size, model.device)
     ks = list(range(max(1, min(int(net.config.tta), 8))))
     xs = torch.cat([_dihedral(x, k) for k in ks])
     with torch.inference_mode(), autocast_context(model.device):
         feats = model.encode_image(xs)
-        sparse, dense = net(xs)
-        low, score = auto_decode(model, feats, sparse, dense, gate=False)
-        low = torch.stack([_dihedral(low[i:i + 1].float(), k, inverse=True)[0, 0] for i, k in enumerate(ks)]).mean(0)
+        lows, scores = [], []
+        for member in members(net):
+            sparse, dense = member(xs)
+            low, score = auto_decode(model, feats, sparse, dense, gate=False)
+            lows += [_dihedral(low[i:i + 1].float(), k, inverse=True)[0, 0] for i, k in enumerate(ks)]
+            scores.append(score.float())
+        low, score = torch.stack(lows).mean(0), torch.cat(scores)
     side = window[2]
     up = F.interpolate(low[None, None], size=(side, side), mode="bilinear", align_corners=False)[0, 0]
     return up, float(score.float().mean())
 
 
-def _sam2_in_window(model: SAM2Model, net: PromptNet, frame01: np.ndarray,
+def _sam2_in_window(model: SAM2Model, net: PromptNet | PromptEnsemble, frame01: np.ndarray,
                     window: tuple[int, int, int]) -> tuple[np.ndarray, float]:
     up, score = window_logits(model, net, frame01, window)
     mask = (up > 0).cpu().numpy() if score > 0 else np.zeros(up.shape, bool)
     return paste(mask, window, frame01.shape[:2]), score
 
 
-def predict_mask(model: SAM2Model, net: PromptNet, frame01: np.ndarray) -> tuple[np.ndarray, float]:
+def predict_mask(model: SAM2Model, net: PromptNet | PromptEnsemble, frame01: np.ndarray) -> tuple[np.ndarray, float]:
     """Auto-segment one slice (see the module docstring for the two modes).
 
     Parameters
     ----------
     model : SAM2Model
         The frozen SAM2 the prompt encoder was trained against.
-    net : PromptNet
-        The prompt encoder.
+    net : PromptNet or PromptEnsemble
+        The prompt encoder (an ensemble averages its members' logits).
     frame01 : ndarray
         (Y, X) or (Y, X, 3) slice scaled to [0, 1].
 
@@ -138,12 +144,13 @@ def predict_mask(model: SAM2Model, net: PromptNet, frame01: np.ndarray) -> tuple
     return mask, score
 
 
-def _whole(model: SAM2Model, net: PromptNet, frame01: np.ndarray) -> tuple[np.ndarray, float]:
+def _whole(model: SAM2Model, net: PromptNet | PromptEnsemble, frame01: np.ndarray) -> tuple[np.ndarray, float]:
     """Whole-slice mode: the slice resized to SAM2's square input."""
     x = frame_to_tensor(frame01, model.image_size, model.device)
     with torch.inference_mode(), autocast_context(model.device):
         feats = model.encode_image(x)
-        sparse, dense = net(x)
-        low, score = auto_decode(model, feats, sparse, dense, gate=True)
-    up = F.interpolate(low.float(), size=frame01.shape[:2], mode="bilinear", align_corners=False)
-    return (up[0, 0] > 0).cpu().numpy(), float(score.flatten()[0])
+        outs = [auto_decode(model, feats, *member(x), gate=False) for member in members(net)]
+        low = torch.stack([o[0].float() for o in outs]).mean(0)
+        score = float(torch.stack([o[1].float() for o in outs]).mean())
+    up = F.interpolate(low, size=frame01.shape[:2], mode="bilinear", align_corners=False)
+    return (up[0, 0] > 0).cpu().numpy() if score > 0 else np.zeros(frame01.shape[:2], bool), score

@@ -27,7 +27,7 @@ from torch import nn
 
 from ..sam2.model import NO_OBJ_SCORE, FrameFeatures, SAM2Model
 
-__all__ = ["PromptNetConfig", "PromptNet", "sam2_fingerprint", "auto_decode", "save_prompt_net",
+__all__ = ["PromptNetConfig", "PromptNet", "PromptEnsemble", "members", "sam2_fingerprint", "auto_decode", "save_prompt_net",
            "load_prompt_net", "PromptNetMismatch"]
 
 FORMAT = "napari-sam2med/autosam2-prompt-encoder/1"
@@ -153,6 +153,40 @@ class PromptNet(nn.Module):
         return self.aux_head(x)
 
 
+class PromptEnsemble(nn.Module):
+    """Several prompt encoders of one architecture trained against the same SAM2 (e.g. other seeds).
+
+    :mod:`.predict` runs SAM2's decoder once per member and averages the mask logits (and the
+    auxiliary heads' probabilities when locating); ``config`` (crop / locate / TTA settings) is the
+    first member's.
+    """
+
+    def __init__(self, nets: list[PromptNet]):
+        super().__init__()
+        if not nets or len({n.config for n in nets}) != 1:
+            raise ValueError("an ensemble needs one or more prompt encoders of the same configuration")
+        self.members = nn.ModuleList(nets)
+        self.config = nets[0].config
+
+    @property
+    def aux_head(self):
+        """The first member's auxiliary head (None without one)."""
+        return self.members[0].aux_head
+
+    def forward(self, images: torch.Tensor):
+        raise TypeError("a PromptEnsemble is decoded member by member (see auto.predict)")
+
+
+def members(net: "PromptNet | PromptEnsemble") -> list[PromptNet]:
+    """The prompt encoders of ``net`` (itself, or an ensemble's members), each with ``net.config``'s
+    inference settings."""
+    if isinstance(net, PromptEnsemble):
+        for m in net.members:
+            m.config = net.config
+        return list(net.members)
+    return [net]
+
+
 def _resize(images: torch.Tensor, s: int) -> torch.Tensor:
     if tuple(images.shape[-2:]) == (s, s):
         return images
@@ -212,7 +246,7 @@ def sam2_fingerprint(model: SAM2Model) -> str:
     return h.hexdigest()
 
 
-def save_prompt_net(path: str | Path, net: PromptNet, sam2: SAM2Model, *, fp16: bool = True,
+def save_prompt_net(path: str | Path, net: PromptNet | PromptEnsemble, sam2: SAM2Model, *, fp16: bool = True,
                     extra: dict | None = None, checkpoint_sha256: str | None = None) -> Path:
     """Save a prompt encoder on its own, with the SAM2 weights it was trained against.
 
@@ -220,8 +254,8 @@ def save_prompt_net(path: str | Path, net: PromptNet, sam2: SAM2Model, *, fp16: 
     ----------
     path : path
         Output ``.pt`` file (written atomically).
-    net : PromptNet
-        The trained network.
+    net : PromptNet or PromptEnsemble
+        The trained network (an ensemble is stored as its members' weights, ``"members": K``).
     sam2 : SAM2Model
         The frozen SAM2 it was trained against (its name and :func:`sam2_fingerprint` are stored).
     fp16 : bool
@@ -239,10 +273,13 @@ def save_prompt_net(path: str | Path, net: PromptNet, sam2: SAM2Model, *, fp16: 
             "sam2": {"name": sam2.config.name, "image_size": sam2.config.image_size,
                      "sha256": sam2_fingerprint(sam2), "checkpoint_sha256": checkpoint_sha256 or ""},
             "config": asdict(net.config), "extra": dict(extra or {})}
+    if isinstance(net, PromptEnsemble):
+        blob["members"] = len(net.members)
     return atomic_write(Path(path), lambda tmp: torch.save(blob, tmp))
 
 
-def load_prompt_net(path: str | Path, sam2: SAM2Model | None = None, *, check: bool = True) -> tuple[PromptNet, dict]:
+def load_prompt_net(path: str | Path, sam2: SAM2Model | None = None, *,
+                    check: bool = True) -> tuple[PromptNet | PromptEnsemble, dict]:
     """Load a prompt encoder saved by :func:`save_prompt_net` (``weights_only=True``, strict).
 
     Parameters
@@ -254,8 +291,9 @@ def load_prompt_net(path: str | Path, sam2: SAM2Model | None = None, *, check: b
 
     Returns
     -------
-    (PromptNet, dict)
-        The network (eval mode, fp32, on ``sam2``'s device if given) and the file's ``sam2`` record.
+    (PromptNet or PromptEnsemble, dict)
+        The network (eval mode, fp32, on ``sam2``'s device if given; a :class:`PromptEnsemble` when
+        the file holds several members) and the file's ``sam2`` record.
 
     Raises
     ------
@@ -283,7 +321,9 @@ def load_prompt_net(path: str | Path, sam2: SAM2Model | None = None, *, check: b
             raise PromptNetMismatch(
                 f"{path.name} was trained against other {rec['name']!r} weights (sha256 {rec['sha256'][:12]}...); "
                 "load the SAM2 checkpoint it was trained with")
-    net = PromptNet(PromptNetConfig(**blob["config"]))
+    cfg = PromptNetConfig(**blob["config"])
+    k = int(blob.get("members", 0))
+    net = PromptEnsemble([PromptNet(cfg) for _ in range(k)]) if k > 0 else PromptNet(cfg)
     net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["prompt_encoder"].items()},
                         strict=True)
     if sam2 is not None:

@@ -48,6 +48,9 @@ class AutoTrainConfig:
     augment : bool
         Random flips / 90-degree rotations (SAM2 features are cached per variant) and a gamma /
         contrast jitter of the prompt network's own input.
+    warp : bool
+        Crop mode: also warp each sample about the object (any-angle rotation, scale, stretch,
+        elastic; ``sampling.warp``).
     input_size, width, sparse_tokens : PromptNet architecture (see :class:`.PromptNetConfig`).
     crop_context : float
         0: whole-slice mode. Otherwise crop mode; the context SAM2's window gets at inference
@@ -70,6 +73,7 @@ class AutoTrainConfig:
     bce_weight: float = 1.0
     score_weight: float = 0.1
     augment: bool = True
+    warp: bool = False
     input_size: int = 128
     width: int = 16
     sparse_tokens: int = 2
@@ -276,7 +280,7 @@ def _up(logits: torch.Tensor, size: int) -> torch.Tensor:
 def _crop_loss(model, net, images, masks, objects: list[int], config: AutoTrainConfig, rng: np.random.Generator):
     from .sampling import Augment, augment, crop_sample, jitter, locate_sample
 
-    aug = Augment() if config.augment else None
+    aug = Augment(warp=config.warp) if config.augment else None
     s = model.image_size
     crops = []
     for i in rng.choice(objects, size=config.batch_size):

@@ -46,6 +46,7 @@ def test_wheel_ships_manifest_and_models(tmp_path):
         assert "napari_sam2med/napari.yaml" in names
         # The shipped weights and their cards travel in the wheel (the registry points at them).
         assert "napari_sam2med/models/sam2flow_v1.pt" in names
+        assert "napari_sam2med/models/sam2flow_v2.pt" in names
         assert "napari_sam2med/models/SAM2FLOW_MODEL_CARD.md" in names
         entry = next(n for n in names if n.endswith("entry_points.txt"))
         text = z.read(entry).decode()

@@ -49,7 +49,7 @@ def test_train_long_writes_a_run_folder_carries_memory_and_resumes(tmp_path, mon
     assert (run / "final.pt").is_file() and (run / "last.pt").is_file()
     assert json.loads((run / "config.json").read_text())["train"]["max_len"] == 4
     ck = torch.load(run / "last.pt", weights_only=True)
-    assert ck["step"] == 2
+    assert ck["step"] == 2 and ck["next_seed"] > flt.TRAIN_SEED0  # the sampler resumes with new videos
     lines = []
     flt.train_long(flt.LongTrainConfig(**{**vars(cfg), "steps": 4}), run, resume=True, log=lines.append)
     assert lines[0].startswith("resumed") and "at step 2" in lines[0]

@@ -45,3 +45,30 @@ def test_train_mix_runs_both_step_kinds_carries_memory_and_resumes(tmp_path, mon
     assert lines[0].startswith("resumed") and "at step 2" in lines[0]
     assert calls == [(3, None)]  # a short 3-frame clip with a fresh memory
     assert torch.load(run / "last.pt", weights_only=True)["step"] == 3
+
+
+def test_freeze_gate_keeps_the_warm_start_gate_out_of_training(tmp_path, monkeypatch):
+    monkeypatch.setattr(fmt, "SAM2FlowConfig", lambda **kw: SMALL)
+    cfg = fmt.MixConfig(steps=2, batch=1, pool=2, long_frac=1.0, long_size=32, chunk=1, min_len=2, max_len=2,
+                        lr=1e-2, ckpt_minutes=0.0, snapshot_minutes=100.0)
+    gates = {}
+    for freeze in (True, False):
+        torch.manual_seed(0)
+        model = fmt.train_mix(fmt.MixConfig(**{**vars(cfg), "freeze_gate": freeze}), tmp_path / str(freeze),
+                              log=lambda s: None)
+        gates[freeze] = torch.cat([p.detach().flatten() for p in model.warm_gate.parameters()])
+    assert torch.all(gates[True] == 0)  # still the shipped/initial value: sigmoid(0) = 0.5 everywhere
+    assert gates[False].abs().max() > 0  # the second pair's warm start trains an unfrozen gate
+
+
+def test_command_line_reads_boolean_flags_and_config_fields(monkeypatch):
+    from napari_sam2med.train import flow_driver
+
+    seen = []
+    flow_driver.run_main(fmt.MixConfig, lambda cfg, run, init, resume, log: seen.append((cfg, run, resume)), "x",
+                         ["--run", "r", "--freeze-gate", "--lr", "2e-5", "--max-len", "64", "--threads", "1"])
+    cfg, run, resume = seen[0]
+    assert cfg.freeze_gate is True and cfg.lr == 2e-5 and cfg.max_len == 64 and str(run) == "r" and not resume
+    flow_driver.run_main(fmt.MixConfig, lambda cfg, run, init, resume, log: seen.append(cfg), "x",
+                         ["--run", "r", "--no-freeze-gate"])
+    assert seen[1].freeze_gate is False

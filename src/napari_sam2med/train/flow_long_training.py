@@ -16,9 +16,9 @@ Recipe
 * Curriculum on length: ``L`` ramps from ``min_len`` to ``max_len`` pairs over the first
   ``curriculum`` fraction of the run (``max_len >= 32``).
 * Loss, schedule and clipping as in :mod:`napari_sam2med.train.flow_training`.
-* Checkpoints: ``RUN/last.pt`` (model + optimizer + step, for ``--resume``) every
-  ``ckpt_minutes`` and fp16 weights ``RUN/step_XXXXXX.pt`` for selection. Never writes
-  ``models/``: the shipped file changes only by an explicit copy after selection.
+* Checkpoints (:mod:`.flow_driver`): ``RUN/last.pt`` (model + optimizer + step, for
+  ``--resume``) every ``ckpt_minutes`` and fp16 weights ``RUN/step_XXXXXX.pt`` for selection.
+  Never writes ``models/``: the shipped file changes only by an explicit copy after selection.
 
 Run::
 
@@ -28,10 +28,7 @@ Run::
 
 from __future__ import annotations
 
-import argparse
-import json
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +36,8 @@ import torch
 
 from ..flow.net.model import SAM2Flow, SAM2FlowConfig
 from ..flow.synthetic import SyntheticConfig, make_video
-from ..io.writers import atomic_write
-from .flow_training import compute_loss, load_init, save_weights, schedule
+from .flow_driver import open_run, run_main
+from .flow_training import compute_loss
 
 __all__ = ["LongTrainConfig", "LongSequenceSampler", "train_long", "main", "TRAIN_SEED0"]
 
@@ -148,88 +145,41 @@ def sequence_length(cfg: LongTrainConfig, progress: float) -> int:
 
 def train_long(cfg: LongTrainConfig, run: Path, init: Path | None = None, resume: bool = False, log=print) -> SAM2Flow:
     """Fine-tune per ``cfg`` into the run folder ``run`` (see module docstring)."""
-    run.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     model = SAM2Flow(SAM2FlowConfig(iters=cfg.iters, feedback="gated"))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    step, elapsed0, next_seed = 0, 0.0, None
-    last = run / "last.pt"
-    if resume and last.is_file():
-        ck = torch.load(last, map_location="cpu", weights_only=True)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
-        step, elapsed0, next_seed = ck["step"], ck["elapsed"], ck["next_seed"]
-        log(f"resumed from {last} at step {step} ({elapsed0:.0f}s)")
-    elif init is not None:
-        log(f"init from {init}; new layers: {load_init(model, init)}")
-    config_text = json.dumps({"train": asdict(cfg), "init": str(init)}, indent=2)
-    atomic_write(run / "config.json", lambda tmp: tmp.write_text(config_text))
+    fr = open_run(cfg, run, model, init, resume, log, weight_decay=cfg.weight_decay)
     model.train()
-    sampler = LongSequenceSampler(cfg, next_seed)
-    start = time.perf_counter() - elapsed0
-    last_ckpt = last_snap = time.perf_counter()
+    sampler = LongSequenceSampler(cfg, fr.resumed.get("next_seed"))
+    fr.extras = lambda: {"next_seed": sampler.next_seed}
     done = False
-    while not done:
-        progress = max(step / cfg.steps, (time.perf_counter() - start) / (60 * cfg.max_minutes))
-        if progress >= 1.0:
-            break
-        n_pairs = sequence_length(cfg, progress)
+    while not done and fr.progress() < 1.0:
+        n_pairs = sequence_length(cfg, fr.progress())
         frames, flow, masks, vessel, pts, labs = sampler.sequence(n_pairs)
         bank = model.new_memory()
         window_stats = []
         for t0 in range(0, n_pairs, cfg.chunk):
-            elapsed = time.perf_counter() - start
-            progress = max(step / cfg.steps, elapsed / (60 * cfg.max_minutes))
+            progress = fr.progress()
             if progress >= 1.0:
                 done = True
                 break
-            for group in opt.param_groups:
-                group["lr"] = schedule(progress, cfg.lr, cfg.warmup)
+            fr.set_lr(progress)
             outputs = model(frames[:, t0 : t0 + cfg.chunk + 1], pts, labs, iters=cfg.iters, bank=bank)
             loss, stats = compute_loss(outputs, flow[:, t0 : t0 + cfg.chunk], masks, vessel, cfg.gamma,
                                        cfg.vessel_weight, cfg.roi_weight)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss at step {step}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
+            fr.optimize(loss)
             bank.detach()  # truncated BPTT: carry the state, not its history
-            step += 1
             window_stats.append(stats["epe_vessel"])
-            now = time.perf_counter()
-            if now - last_ckpt > 60 * cfg.ckpt_minutes:
-                state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                         "elapsed": now - start, "next_seed": sampler.next_seed}
-                atomic_write(last, lambda tmp, state=state: torch.save(state, tmp))
-                last_ckpt = now
-            if now - last_snap > 60 * cfg.snapshot_minutes:
-                save_weights(model, run / f"step_{step:06d}.pt", {"steps": step, "wall_s": now - start})
-                last_snap = now
+            fr.tick()
         if window_stats:
             k = max(len(window_stats) // 4, 1)
-            log(f"step {step} t={time.perf_counter() - start:.0f}s L={n_pairs} lr={opt.param_groups[0]['lr']:.2e} "
+            log(f"step {fr.step} t={fr.elapsed():.0f}s L={n_pairs} lr={fr.opt.param_groups[0]['lr']:.2e} "
                 f"epe first/last quarter {np.mean(window_stats[:k]):.3f}/{np.mean(window_stats[-k:]):.3f}")
-    model.eval()
-    wall = time.perf_counter() - start
-    save_weights(model, run / "final.pt", {"steps": step, "wall_s": wall, "train": asdict(cfg), "init": str(init)})
-    log(f"done: {step} steps in {wall:.0f}s -> {run / 'final.pt'}")
-    return model
+    return fr.finish(init, log)
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="Fine-tune SAM2Flow on long synthetic videos (truncated BPTT).")
-    parser.add_argument("--run", type=Path, required=True, help="run folder (checkpoints, snapshots, final.pt)")
-    parser.add_argument("--init", type=Path, default=None, help="weights to start from (e.g. models/sam2flow_v1.pt)")
-    parser.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
-    parser.add_argument("--threads", type=int, default=1)
-    defaults = LongTrainConfig()
-    for name, value in asdict(defaults).items():
-        parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    cfg = LongTrainConfig(**{k: getattr(args, k) for k in asdict(defaults)})
-    train_long(cfg, args.run, args.init, args.resume, log=lambda s: print(s, flush=True))
+    """Command line: ``python -m napari_sam2med.train.flow_long_training --run RUN [--init W] ...``."""
+    run_main(LongTrainConfig, train_long, "Fine-tune SAM2Flow on long synthetic videos (truncated BPTT).", argv)
 
 
 if __name__ == "__main__":

@@ -18,10 +18,13 @@ Recipe
   pairs in windows of ``chunk`` pairs with the memory bank carried (detached) between
   windows; each window is one optimizer step. ``L`` ramps from ``min_len`` to ``max_len``
   (>= 32) over the first ``curriculum`` of the run.
+* ``freeze_gate``: the warm-start gate (``warm_gate.*``) keeps its loaded value (the shipped
+  weights': 0.5 everywhere) and is left out of the optimizer, so the fine-tune cannot open it
+  (the first mixed run opened it to 0.85 and drifted after ~200 pairs).
 * AdamW, lr ``lr`` with warm-up and cosine decay (wall-time driven), clipping 1.0, the
   loss of :func:`.flow_training.compute_loss` (vessel weight 10, ROI weight 5).
 * Training seeds ``60_000_000 + 1_000_000 * seed + i``, disjoint from every held-out set.
-* ``RUN/last.pt`` (model, optimizer, step, clock, seeds; for ``--resume``) every
+* Run folder (:mod:`.flow_driver`): ``RUN/last.pt`` (model, optimizer, step, clock, seeds; for ``--resume``) every
   ``ckpt_minutes``; fp16 snapshots ``RUN/step_XXXXXX.pt`` every ``snapshot_minutes`` for
   :mod:`.flow_selection`. Never writes ``models/``.
 
@@ -33,10 +36,7 @@ Run::
 
 from __future__ import annotations
 
-import argparse
-import json
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,9 +44,9 @@ import torch
 
 from ..flow.net.model import SAM2Flow, SAM2FlowConfig
 from ..flow.synthetic import SyntheticConfig, long_config, make_video
-from ..io.writers import atomic_write
+from .flow_driver import open_run, run_main
 from .flow_long_training import LongSequenceSampler, LongTrainConfig, sequence_length
-from .flow_training import ClipSampler, TrainConfig, compute_loss, load_init, save_weights, schedule
+from .flow_training import ClipSampler, TrainConfig, compute_loss
 
 __all__ = ["MixConfig", "realistic_config", "train_mix", "main", "TRAIN_SEED0"]
 
@@ -76,6 +76,7 @@ class MixConfig:
     ckpt_minutes: float = 4.0
     snapshot_minutes: float = 7.0
     seed: int = 0
+    freeze_gate: bool = False
 
 
 def realistic_config(seed: int, n_frames: int, size: int, rng: np.random.Generator, cfg: MixConfig) -> SyntheticConfig:
@@ -102,51 +103,27 @@ class _MixedClips(ClipSampler):
         return make_video(SyntheticConfig(height=c.video_size, width=c.video_size, n_frames=c.video_frames, seed=seed))
 
 
-def _save_state(path: Path, model, opt, step, elapsed, clips, longs) -> None:
-    state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": elapsed,
-             "clip_seed": clips._start_seed, "long_seed": longs.next_seed}
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
-
-
 def train_mix(cfg: MixConfig, run: Path, init: Path | None = None, resume: bool = False, log=print) -> SAM2Flow:
     """Fine-tune per ``cfg`` into the run folder ``run`` (see module docstring)."""
-    run.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     model = SAM2Flow(SAM2FlowConfig(iters=4, feedback="gated"))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    step, elapsed0 = 0, 0.0
-    clip_seed = TRAIN_SEED0 + 1_000_000 * cfg.seed
-    long_seed = clip_seed + 500_000
-    last = run / "last.pt"
-    if resume and last.is_file():
-        ck = torch.load(last, map_location="cpu", weights_only=True)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
-        step, elapsed0, clip_seed, long_seed = ck["step"], ck["elapsed"], ck["clip_seed"], ck["long_seed"]
-        log(f"resumed from {last} at step {step} ({elapsed0:.0f}s)")
-    elif init is not None:
-        log(f"init from {init}; new layers: {load_init(model, init)}")
-    text = json.dumps({"train": asdict(cfg), "init": str(init)}, indent=2)
-    atomic_write(run / "config.json", lambda tmp: tmp.write_text(text))
+    fr = open_run(cfg, run, model, init, resume, log, freeze_gate=cfg.freeze_gate)
+    clip_seed = fr.resumed.get("clip_seed", TRAIN_SEED0 + 1_000_000 * cfg.seed)
+    long_seed = fr.resumed.get("long_seed", clip_seed + 500_000)
     tcfg = TrainConfig(batch=cfg.batch, pool=cfg.pool, seed=cfg.seed)
     clips = _MixedClips(tcfg, cfg, clip_seed)
     lcfg = LongTrainConfig(batch=cfg.batch, size=cfg.long_size, chunk=cfg.chunk, min_len=cfg.min_len,
                            max_len=cfg.max_len, curriculum=cfg.curriculum)
     longs = LongSequenceSampler(lcfg, long_seed,
                                 video_config=lambda seed, n, size, rng: realistic_config(seed, n, size, rng, cfg))
-    rng = np.random.default_rng(cfg.seed + step)
+    fr.extras = lambda: {"clip_seed": clips._start_seed, "long_seed": longs.next_seed}
+    rng = np.random.default_rng(cfg.seed + fr.step)
     model.train()
-    start = time.perf_counter() - elapsed0
-    last_ckpt = last_snap = time.perf_counter()
     seq, bank, t0, n_pairs = None, None, 0, 0
     stats_short, stats_long = [], []
-    while True:
-        elapsed = time.perf_counter() - start
-        progress = max(step / cfg.steps, elapsed / (60 * cfg.max_minutes))
-        if progress >= 1.0:
-            break
-        for group in opt.param_groups:
-            group["lr"] = schedule(progress, cfg.lr, cfg.warmup)
+    while (progress := fr.progress()) < 1.0:
+        elapsed = fr.elapsed()
+        fr.set_lr(progress)
         if seq is not None or rng.random() < cfg.long_frac:
             if seq is None:
                 n_pairs = sequence_length(lcfg, progress)
@@ -164,46 +141,19 @@ def train_mix(cfg: MixConfig, run: Path, init: Path | None = None, resume: bool 
             loss, stats = compute_loss(outputs, flow, masks, vessel, 0.8, 10.0, 5.0)
             clips.refresh()
             stats_short.append(stats["epe_vessel"])
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss at step {step}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        fr.optimize(loss)
         if bank is not None:
             bank.detach()  # truncated BPTT: carry the state, not its history
-        step += 1
-        if step % 50 == 0:
-            log(f"step {step} t={elapsed:.0f}s lr={opt.param_groups[0]['lr']:.2e} L={n_pairs} "
+        if fr.step % 50 == 0:
+            log(f"step {fr.step} t={elapsed:.0f}s lr={fr.opt.param_groups[0]['lr']:.2e} L={n_pairs} "
                 f"epe short {np.mean(stats_short[-50:] or [np.nan]):.3f} long {np.mean(stats_long[-50:] or [np.nan]):.3f}")
-        now = time.perf_counter()
-        if now - last_ckpt > 60 * cfg.ckpt_minutes:
-            _save_state(last, model, opt, step, now - start, clips, longs)
-            last_ckpt = now
-        if now - last_snap > 60 * cfg.snapshot_minutes:
-            save_weights(model, run / f"step_{step:06d}.pt", {"steps": step, "wall_s": now - start})
-            last_snap = now
-    model.eval()
-    wall = time.perf_counter() - start
-    _save_state(last, model, opt, step, wall, clips, longs)
-    save_weights(model, run / "final.pt", {"steps": step, "wall_s": wall, "train": asdict(cfg), "init": str(init)})
-    log(f"done: {step} steps in {wall:.0f}s -> {run / 'final.pt'}")
-    return model
+        fr.tick()
+    return fr.finish(init, log)
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="Fine-tune SAM2Flow on realistic short clips + long unrolls.")
-    parser.add_argument("--run", type=Path, required=True, help="run folder (checkpoints, snapshots, final.pt)")
-    parser.add_argument("--init", type=Path, default=None, help="weights to start from (e.g. models/sam2flow_v1.pt)")
-    parser.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
-    parser.add_argument("--threads", type=int, default=1)
-    defaults = MixConfig()
-    for name, value in asdict(defaults).items():
-        parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    cfg = MixConfig(**{k: getattr(args, k) for k in asdict(defaults)})
-    train_mix(cfg, args.run, args.init, args.resume, log=lambda s: print(s, flush=True))
+    """Command line: ``python -m napari_sam2med.train.flow_mix_training --run RUN [--init W] ...``."""
+    run_main(MixConfig, train_mix, "Fine-tune SAM2Flow on realistic short clips + long unrolls.", argv)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,9 @@ from ..types import FlowStep, RoiPrompt
 
 __all__ = ["SAM2FlowEstimator", "load_flow_model", "save_flow_weights", "default_weights_path", "prompts_to_tensors"]
 
-WEIGHTS_NAME = "sam2flow_v1.pt"
+WEIGHTS_NAME = "sam2flow_v2.pt"
 #: SHA-256 of the shipped weights; :func:`load_flow_model` checks it when loading them.
-WEIGHTS_SHA256 = "8a8aa80bd8acbe07cd3c8a25b1f7be372e458abf06b68b33a7cd7f6c7a0bae78"
+WEIGHTS_SHA256 = "46066b2f7630c33ab847c185a006fd27ceb5877bde57dc0ff95ac6fd2b4139c5"
 
 
 def file_sha256(path) -> str:
@@ -33,7 +33,7 @@ def file_sha256(path) -> str:
 
 
 def default_weights_path() -> Path:
-    """Path of the shipped weights (``napari_sam2med/models/sam2flow_v1.pt``)."""
+    """Path of the shipped weights (``napari_sam2med/models/sam2flow_v2.pt``; v1 stays beside it)."""
     return Path(str(resources.files("napari_sam2med") / "models" / WEIGHTS_NAME))
 
 

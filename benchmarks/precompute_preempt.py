@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import threading
 import time
 
 import numpy as np
 import torch
+from ui_responsiveness import print_click_table  # benchmarks/ is the script's folder
 
 from napari_sam2med.engine import Session
 from napari_sam2med.engine.embedding_cache import attach_cache
@@ -87,12 +87,7 @@ def main() -> None:
     print(f"## Click during a background encode ({args.model} @ {args.image_size} px, engine "
           f"{session.encoder.name}, {args.threads} thread(s), random weights, one encode {encode_s:.2f} s, "
           f"click {args.lead:g} s into it; load average {load0[0]:.1f} -> {load1[0]:.1f})\n")
-    print("| click on a cached slice | wall median ms | wall min / max ms | click CPU median ms | n |")
-    print("|---|---|---|---|---|")
-    for name, vals in rows.items():
-        wall, cpu = [v[0] for v in vals], [v[1] for v in vals]
-        print(f"| {name} | {statistics.median(wall):.0f} | {min(wall):.0f} / {max(wall):.0f} | "
-              f"{statistics.median(cpu):.0f} | {len(vals)} |")
+    print_click_table("click on a cached slice", rows)
     print(f"\nbackground encodes preempted: {cache.preempted}; every click's wall ms: "
           + "; ".join(f"{k}: {' '.join(f'{v[0]:.0f}' for v in vals)}" for k, vals in rows.items()))
 

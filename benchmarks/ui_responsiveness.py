@@ -57,27 +57,10 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.precompute:
         return precompute_benchmark(args)
-    args.model = args.model or "sam2.1-test"
-    args.image_size = args.image_size or 128
-    args.shape = args.shape or (24, 128, 128)
-
-    import napari
-    import torch
     from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication
 
-    from napari_sam2med._qt.segment_widget import SegmentWidget
-    from napari_sam2med._sample_data import synthetic_volume
-    from napari_sam2med.sam2 import load_model
-
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    model = load_model(args.model, image_size=args.image_size, random_init=not args.weights,
-                       device="cpu", progress=False)
-    image, _ = synthetic_volume(tuple(args.shape))
-    viewer = napari.Viewer(show=False)
-    viewer.add_image(image, name="vol", contrast_limits=(-160, 240))
-    widget = SegmentWidget(viewer)
+    viewer, widget, model = _open_dock(args, "sam2.1-test", 128, (24, 128, 128))
     widget.set_model(model, args.model)
     app = QApplication.instance()
     mid = args.shape[0] // 2
@@ -141,6 +124,38 @@ def main(argv=None) -> None:
     viewer.close()
 
 
+def _open_dock(args, model_name, image_size, shape):
+    """The model (``args`` defaults filled in), a hidden viewer with a synthetic volume, and a Segment dock."""
+    import napari
+    import torch
+
+    from napari_sam2med._qt.segment_widget import SegmentWidget
+    from napari_sam2med._sample_data import synthetic_volume
+    from napari_sam2med.sam2 import load_model
+
+    args.model = args.model or model_name
+    args.image_size = args.image_size or image_size
+    args.shape = args.shape or shape
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = load_model(args.model, image_size=args.image_size, random_init=not args.weights,
+                       device="cpu", progress=False)
+    image, _ = synthetic_volume(tuple(args.shape))
+    viewer = napari.Viewer(show=False)
+    viewer.add_image(image, name="vol", contrast_limits=(-160, 240))
+    return viewer, SegmentWidget(viewer), model
+
+
+def print_click_table(first_column: str, rows: dict) -> None:
+    """A markdown table of click timings: ``rows[name]`` = [(wall ms, CPU ms), ...]."""
+    print(f"| {first_column} | wall median ms | wall min / max ms | click job CPU median ms | n |")
+    print("|---|---|---|---|---|")
+    for name, vals in rows.items():
+        wall, cpu = [v[0] for v in vals], [v[1] for v in vals]
+        print(f"| {name} | {statistics.median(wall):.0f} | {min(wall):.0f} / {max(wall):.0f} | "
+              f"{statistics.median(cpu):.0f} | {len(vals)} |")
+
+
 def _pump(app, seconds):
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
@@ -158,15 +173,10 @@ def precompute_benchmark(args) -> None:
     """Click-to-mask with the dock's background precompute (issue 15); prints a markdown table."""
     import os
 
-    import napari
-    import torch
     from qtpy.QtWidgets import QApplication
 
     from napari_sam2med._qt import segment_jobs
-    from napari_sam2med._qt.segment_widget import SegmentWidget
-    from napari_sam2med._sample_data import synthetic_volume
     from napari_sam2med.engine.embedding_cache import attach_cache
-    from napari_sam2med.sam2 import load_model
 
     load_before = os.getloadavg()
     job_cpu: list[float] = []
@@ -180,17 +190,7 @@ def precompute_benchmark(args) -> None:
             job_cpu.append(time.thread_time() - c)
 
     segment_jobs._segment_job = timed_job
-    args.model = args.model or "sam2.1-tiny"
-    args.image_size = args.image_size or 1024
-    args.shape = args.shape or (44, 512, 512)
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    model = load_model(args.model, image_size=args.image_size, random_init=not args.weights,
-                       device="cpu", progress=False)
-    image, _ = synthetic_volume(tuple(args.shape))
-    viewer = napari.Viewer(show=False)
-    viewer.add_image(image, name="vol", contrast_limits=(-160, 240))
-    widget = SegmentWidget(viewer)
+    viewer, widget, model = _open_dock(args, "sam2.1-tiny", 1024, (44, 512, 512))
     panel = widget.precompute_panel
     panel.budget_spin.setValue(args.budget_mb)
     panel.enabled.setChecked(False)  # on where a scenario says so
@@ -225,7 +225,7 @@ def precompute_benchmark(args) -> None:
         c = cache()
         peak = _peak_rss_mb()
         print(f"| {n} slices | {len(c)} cached, {c.nbytes / 2**20:.0f} MB (budget {args.budget_mb:g}) | "
-              f"{base_mb:.0f} MB | {peak:.0f} MB | +{peak - base_mb:.0f} MB | {image.nbytes * 3 / 2**20:.0f} MB |")
+              f"{base_mb:.0f} MB | {peak:.0f} MB | +{peak - base_mb:.0f} MB | {viewer.layers['vol'].data.nbytes * 3 / 2**20:.0f} MB |")
         widget.close()
         viewer.close()
         return
@@ -285,12 +285,7 @@ def precompute_benchmark(args) -> None:
           f"{'official' if args.weights else 'random'} weights, {'no ' if args.no_preempt else ''}preemption, CPU, "
           f"{args.threads} thread(s), stack {tuple(args.shape)}, "
           f"budget {args.budget_mb:g} MB, load average before {load_before[0]:.1f}, after {load[0]:.1f}/{load[1]:.1f})\n")
-    print("| click-to-mask (through the dock) | wall median ms | wall min / max ms | click job CPU median ms | n |")
-    print("|---|---|---|---|---|")
-    for name, vals in rows.items():
-        wall, cpu = [v[0] for v in vals], [v[1] for v in vals]
-        print(f"| {name} | {statistics.median(wall):.0f} | {min(wall):.0f} / {max(wall):.0f} | "
-              f"{statistics.median(cpu):.0f} | {len(vals)} |")
+    print_click_table("click-to-mask (through the dock)", rows)
     print(f"\nDwell until the neighbour was ready: median {statistics.median(ready_s):.1f} s "
           f"(min {min(ready_s):.1f}, max {max(ready_s):.1f}); encoder calls {cache().encoded}, "
           f"background encodes preempted by a click {cache().preempted}, "

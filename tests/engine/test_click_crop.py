@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import crop_oracle  # tests/crop_oracle.py
 import numpy as np
 import pytest
 
@@ -31,28 +32,13 @@ def data():
     return oracle.blob_stack(6, SIZE).astype(np.int16) * 10 - 500
 
 
-def _cut(data, win, fill):
-    """Independent of ``engine.crop.cut``: pad by the window side, then slice."""
-    r0, c0, side = win
-    big = np.pad(data, ((0, 0), (side, side), (side, side)), constant_values=fill)
-    return big[:, r0 + side:r0 + 2 * side, c0 + side:c0 + 2 * side]
-
-
-def _paste(m, win):
-    """Independent of ``engine.crop.paste``."""
-    r0, c0, side = win
-    big = np.zeros((SIZE + 2 * side, SIZE + 2 * side), bool)
-    big[r0 + side:r0 + 2 * side, c0 + side:c0 + 2 * side] = m
-    return big[side:side + SIZE, side:side + SIZE]
-
-
 def _by_hand(model, data, win, prompt):
     """The crop by hand: a whole-slice Session on the cut stack, the prompt shifted, pasted back."""
     stack = FrameStack(data)
     lo = stack.window[0]
-    sub = Session(model, FrameStack(_cut(data, win, np.floor(lo)), window=stack.window), crop_context=0)
+    sub = Session(model, FrameStack(crop_oracle.cut(data, win, np.floor(lo)), window=stack.window), crop_context=0)
     prompt(sub, np.array(win[:2], np.float32))
-    return _paste(sub.segment_slice(2, [1]).masks[1], win)
+    return crop_oracle.paste(sub.segment_slice(2, [1]).masks[1], win, SIZE)
 
 
 def test_box_on_one_slice_is_segmented_in_its_crop(model, data):

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import crop_oracle  # tests/crop_oracle.py
 import numpy as np
 import pytest
 import tifffile
@@ -38,21 +39,6 @@ def files(tmp_path_factory):
     np.save(d / "stack.npy", oracle.blob_stack(8, SIZE).astype(np.int16) * 10 - 500)
     (d / "prompts.json").write_text(json.dumps(PROMPTS))
     return d
-
-
-def _cut(data, win, fill):
-    """Independent of ``engine.crop.cut``: pad by the window side, then slice."""
-    r0, c0, side = win
-    big = np.pad(data, ((0, 0), (side, side), (side, side)), constant_values=fill)
-    return big[:, r0 + side:r0 + 2 * side, c0 + side:c0 + 2 * side]
-
-
-def _paste(m, win):
-    """Independent of ``engine.crop.paste``."""
-    r0, c0, side = win
-    big = np.zeros((SIZE + 2 * side, SIZE + 2 * side), bool)
-    big[r0 + side:r0 + 2 * side, c0 + side:c0 + 2 * side] = m
-    return big[side:side + SIZE, side:side + SIZE]
 
 
 def _model(d):
@@ -95,7 +81,7 @@ def test_crop_equals_manual_per_object_sessions(files, tmp_path):
     assert wins[1][0] < 0 and wins[2][2] == 32
     pred = {}
     for oid, win in wins.items():
-        sub = FrameStack(_cut(data, win, np.int16(np.floor(lo))), window=stack.window)
+        sub = FrameStack(crop_oracle.cut(data, win, np.int16(np.floor(lo))), window=stack.window)
         s = Session(model, sub)
         r0, c0, _ = win
         if oid == 1:
@@ -103,14 +89,14 @@ def test_crop_equals_manual_per_object_sessions(files, tmp_path):
         else:
             s.add_points(1, 4, [[r - r0, c - c0] for r, c in PTS2], [1, 1])
         lab = run_to_end(s.propagate("both"))
-        pred[oid] = np.stack([_paste(lab[z] == 1, win) for z in range(len(lab))])
+        pred[oid] = np.stack([crop_oracle.paste(lab[z] == 1, win, SIZE) for z in range(len(lab))])
         assert pred[oid].any()
     want = np.stack([merge_masks(np.zeros((SIZE, SIZE), np.uint8), {1: pred[1][z], 2: pred[2][z]})
                      for z in range(len(data))])
     np.testing.assert_array_equal(got, want)
     inside = np.zeros((SIZE, SIZE), bool)
     for win in wins.values():
-        inside |= _paste(np.ones((win[2], win[2]), bool), win)
+        inside |= crop_oracle.paste(np.ones((win[2], win[2]), bool), win, SIZE)
     assert not got[:, ~inside].any()  # nothing outside the windows
     assert set(np.unique(got)) == {0, 1, 2}
 

@@ -7,6 +7,8 @@
     python benchmarks/autosam2_faz.py --protocol ct    (CT lesions: train 000001+000002, pick steps on 000009, report 000010)
     [--checkpoint SAM2.pt]  (default: the packaged sam2med-small-ct weights)
     [--ensemble K]  (K prompt encoders per model, seeds seed*K+i, logits averaged)  [--warp]  (warp augmentation)
+    [--channels "OCTA(ILM_OPL)" "OCTA(FULL)" ...]  (projections stacked as the prompt encoder's input; SAM2 sees the first)
+    [--stretch]  (percentile-stretch the channels after the first)  [--relocate Z]  (second-pass locator, zoom Z)
 
 Data: the six OCTA-500 cases of ../shared/data/octa500_projections_3d (3M 10301-10303, 304 px; 6M
 10001-10003, 400 px), ILM_OPL projection, ``GT_FAZ``. The recipe is crop mode (``auto.predict``):
@@ -42,16 +44,26 @@ def recipe(args) -> AutoTrainConfig:
     return AutoTrainConfig(steps=args.steps, batch_size=args.batch, lr=args.lr, input_size=128, width=args.width,
                            sparse_tokens=args.tokens, tta=args.tta, crop_context=args.context, context_range=tuple(args.context_range),
                            jitter=args.jitter, locate_size=args.locate_size, locate_batch=args.locate_batch,
-                           aux_weight=0.5, refine=args.refine, augment=True, warp=args.warp, seed=args.seed)
+                           aux_weight=0.5, refine=args.refine, augment=True, warp=args.warp, seed=args.seed,
+                           relocate=args.relocate, input_channels=tuple(args.channels), stretch=args.stretch)
 
 
-def load_faz(root: Path = DATA / "octa500_projections_3d"):
-    """[(case, ILM_OPL image in [0, 1], FAZ mask)] of the six cases."""
+def load_faz(root: Path = DATA / "octa500_projections_3d", channels: tuple[str, ...] = ()):
+    """[(case, image in [0, 1], FAZ mask)] of the six cases: the OCTA ILM_OPL projection, or with
+    ``channels`` (names such as ``"OCTA(ILM_OPL)"``, ``"OCT(FULL)"``) those projections as (Y, X, C)."""
+    from napari_sam2med.octa.datasets import PROJECTION_NAMES
+
     out = []
     for folder, case in CASES:
-        img = read_projections(root / folder, case).images[1].astype(np.float32) / 255.0
+        sets = {m: read_projections(root / folder, case, m).images for m in {c.split("(")[0] for c in channels} | {"OCTA"}}
+        pick = [sets[c.split("(")[0]][PROJECTION_NAMES.index(c.split("(")[1].rstrip(")"))] for c in channels]
+        img = (np.stack(pick, -1) if channels else sets["OCTA"][1]).astype(np.float32) / 255.0
         out.append((case, img, read_ground_truth(root / folder, case, "FAZ")))
     return out
+
+
+def _grey(img: np.ndarray) -> np.ndarray:
+    return img[..., 0] if img.ndim == 3 else img
 
 
 def train(sam2, data, cfg, evaluate=None, every: int = 0):
@@ -93,7 +105,7 @@ def train_ensemble(sam2, data, cfg, k: int, evaluate=None, every: int = 0):
 
 def score(sam2, net, case, img, gt, variants: bool = False) -> dict:
     """Dice of the full no-click pipeline and of SAM2 prompted by the encoder in the ground-truth window
-    (with ``variants`` also without flip/rotation averaging and without re-centring)."""
+    (with ``variants`` also without flip/rotation averaging, without re-centring and with the second-pass locator)."""
     from dataclasses import replace
 
     from napari_sam2med.auto.predict import _sam2_in_window
@@ -111,6 +123,9 @@ def score(sam2, net, case, img, gt, variants: bool = False) -> dict:
         for tta, refine in ((1, 0), (1, 1), (8, 0), (8, 1), (8, 2)):
             net.config = replace(cfg, tta=tta, refine=refine)
             row[f"tta{tta}_refine{refine}"] = round(dice(predict_mask(sam2, net, img)[0], gt), 4)
+        for rel in (3.0, 4.5):  # second-pass locator (PromptNetConfig.relocate), v1 rule otherwise
+            net.config = replace(cfg, relocate=rel)
+            row[f"relocate{rel}"] = round(dice(predict_mask(sam2, net, img)[0], gt), 4)
         net.config = cfg
     return row
 
@@ -130,7 +145,7 @@ def run_loco(sam2, data, cfg, folds=None, ens: int = 1) -> dict:
             continue
         res, _, secs = train_ensemble(sam2, [d for j, d in enumerate(data) if j != k], cfg, ens)
         row = score(sam2, res.net, case, img, gt)
-        row.update(baseline_dice=round(dice(faz_baseline((img * 255).astype(np.uint8)), gt), 4), train_s=round(secs, 1),
+        row.update(baseline_dice=round(dice(faz_baseline((_grey(img) * 255).astype(np.uint8)), gt), 4), train_s=round(secs, 1),
                    train_dice_last50=round(float(np.mean([h["dice"] for h in res.history[-50:]])), 4))
         rows.append(row)
         print(json.dumps(row), flush=True)
@@ -272,10 +287,14 @@ def main() -> None:
     ap.add_argument("--locate-size", type=int, default=256)
     ap.add_argument("--locate-batch", type=int, default=1)
     ap.add_argument("--refine", type=int, default=1)
+    ap.add_argument("--stretch", action="store_true", help="percentile-stretch the channels after the first")
+    ap.add_argument("--relocate", type=float, default=0.0, help="second-pass locator zoom (0: off)")
     ap.add_argument("--tta", type=int, default=8, help="flips / rotations averaged at inference")
     ap.add_argument("--tokens", type=int, default=4, help="sparse prompt tokens")
     ap.add_argument("--warp", action="store_true", help="also warp samples (rotation, scale, stretch, elastic)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--channels", nargs="*", default=[], help="projections fed to the prompt encoder, e.g. "
+                    "'OCTA(ILM_OPL)' 'OCTA(FULL)' 'OCTA(OPL_BM)' (first = SAM2's input; default: SAM2's input only)")
     ap.add_argument("--ensemble", type=int, default=1, help="prompt encoders per model (seeds seed*K+i), logits averaged")
     ap.add_argument("--every", type=int, default=100, help="dev / ct: score every N steps")
     ap.add_argument("--save", default=None, help="final: write the prompt encoder here")
@@ -300,7 +319,9 @@ def main() -> None:
     elif args.protocol == "ct":
         result = run_ct(sam2, cfg, args.every, DATA / "ct_lesions")
     else:
-        data = load_faz()
+        data = load_faz(channels=tuple(args.channels))
+        if args.channels and args.channels[0] != "OCTA(ILM_OPL)":
+            print("note: SAM2 sees", args.channels[0], "(not the OCTA ILM_OPL projection)", flush=True)
         k = args.ensemble
         result = {"loco": lambda: run_loco(sam2, data, cfg, args.folds, k),
                   "dev": lambda: run_dev(sam2, data, cfg, args.every, args.save, k),

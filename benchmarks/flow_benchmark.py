@@ -161,8 +161,11 @@ def markdown_table(rows: list[dict], size: int) -> str:
     return head + "\n".join(lines) + "\n" + note
 
 
-def pair_throughput(size: int, pairs: int, device: str = "auto") -> dict:
+def pair_throughput(size: int, pairs: int, device: str = "auto", span: int = 1) -> dict:
     """SAM2Flow frame pairs per second at ``size``² with the shipped weights.
+
+    ``span`` > 1: the estimator's k-frame fusion is on (``end_to_end`` only; ``on_device`` is the
+    plain pair step).
 
     ``end_to_end`` streams numpy frames through :class:`SAM2FlowEstimator` (host to device, flow
     and ROI maps back to numpy); ``on_device`` times the model's pair step alone on frames already
@@ -177,7 +180,7 @@ def pair_throughput(size: int, pairs: int, device: str = "auto") -> dict:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
-    est = SAM2FlowEstimator(load_flow_model(device=dev))
+    est = SAM2FlowEstimator(load_flow_model(device=dev), span=span)
     rng = np.random.default_rng(0)
     frames = [rng.random((size, size), dtype=np.float32) for _ in range(2)]
     rois = [RoiPrompt(1, np.array([[size / 2, size / 2]]), np.array([1]))]
@@ -187,7 +190,7 @@ def pair_throughput(size: int, pairs: int, device: str = "auto") -> dict:
             torch.cuda.synchronize()
 
     est.reset(frames[0], rois)
-    for i in range(5):  # warm-up (allocator, kernels)
+    for i in range(max(5, span + 1)):  # warm-up (allocator, kernels; span buffer full)
         est.step(frames[(i + 1) % 2])
     sync()
     t0 = time.perf_counter()
@@ -213,7 +216,7 @@ def pair_throughput(size: int, pairs: int, device: str = "auto") -> dict:
         sync()
         on_device = pairs / (time.perf_counter() - t0)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    return {"device": name, "size": size, "pairs": pairs, "end_to_end": end_to_end, "on_device": on_device,
+    return {"device": name, "size": size, "pairs": pairs, "span": span, "end_to_end": end_to_end, "on_device": on_device,
             "dtype": "bf16 autocast" if dev.type == "cuda" else "fp32"}
 
 
@@ -225,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", default=None, help="SAM2Flow weights (default: shipped)")
     parser.add_argument("--extra-weights", nargs="*", default=[], metavar="PATH",
                         help="with --long / --linescan: more SAM2Flow rows (labelled by file name) in the same run")
+    parser.add_argument("--span", nargs="*", type=int, default=[], metavar="K",
+                        help="with --long: more SAM2Flow rows (--weights) with the k-frame fusion span K; "
+                        "with --throughput: time the estimator with the largest K")
     parser.add_argument("--md", default=None, help="append the markdown tables to this file")
     parser.add_argument("--memory-check", action="store_true", help="20 vs 200 streamed frames")
     parser.add_argument("--memory-size", type=int, default=256)
@@ -251,8 +257,9 @@ def main(argv: list[str] | None = None) -> int:
         return _long_or_linescan(args)
 
     if args.throughput:
-        r = pair_throughput(args.throughput, args.pairs, args.device)
-        text = (f"\nSAM2Flow throughput, {r['size']}x{r['size']}, {r['device']}, {r['dtype']}, {r['pairs']} pairs: "
+        r = pair_throughput(args.throughput, args.pairs, args.device, max(args.span, default=1))
+        text = (f"\nSAM2Flow throughput, {r['size']}x{r['size']}, {r['device']}, {r['dtype']}, span {r['span']}, "
+                f"{r['pairs']} pairs: "
                 f"{r['on_device']:.1f} pairs/s on device, {r['end_to_end']:.1f} pairs/s end to end\n")
         print(text)
         if args.md:
@@ -300,6 +307,8 @@ def _long_or_linescan(args) -> int:
     # (label, method, weights) rows: the methods, then one SAM2Flow row per --extra-weights file
     jobs = [(m, m, weights) for m in methods] + [(f"sam2flow ({Path(w).name})", "sam2flow", w)
                                                  for w in args.extra_weights]
+    spans = {f"sam2flow (span {k})": k for k in args.span if k > 1}
+    jobs += [(label, "sam2flow", weights) for label in spans]
 
     def labelled(row, label):
         row["method"] = label
@@ -315,7 +324,8 @@ def _long_or_linescan(args) -> int:
             for label, m, w in jobs:
                 print(f"{key}: {label} ...", file=sys.stderr)
                 rows[key].append(labelled(run_isolated(fle.long_curve, m, w, args.long_n, args.long_frames,
-                                                       args.long_size, seed, fle.WINDOW, motion), label))
+                                                       args.long_size, seed, fle.WINDOW, motion,
+                                                       spans.get(label, 1)), label))
             text += fle.long_markdown(rows[key])
     if args.linescan and not args.adapt_check:
         rows["linescan"] = [labelled(run_isolated(fle.linescan_check, m, w, args.linescan, name), label)

@@ -26,18 +26,18 @@ LINESCANS = {
 }
 
 
-def _estimator(method: str, weights: str | None):
+def _estimator(method: str, weights: str | None, span: int = 1):
     from napari_sam2med.flow.command import make_estimator
 
-    return make_estimator(method, weights, device="cpu")
+    return make_estimator(method, weights, device="cpu", span=span)
 
 
 def long_curve(method: str, weights: str | None, n: int, n_frames: int, size: int, seed: int,
-               window: int = WINDOW, motion: bool = False) -> dict:
+               window: int = WINDOW, motion: bool = False, span: int = 1) -> dict:
     """Per-window in-vessel EPE of ``method`` over ``long_set(n, n_frames, size, seed)``.
 
     ``motion``: the ``LONG_MOTION`` variant (tissue motion; each pair is scored in the vessel
-    mask of its first frame).
+    mask of its first frame). ``span``: SAM2Flow's k-frame fusion (``SAM2FlowEstimator(span=)``).
     """
     import torch
 
@@ -52,7 +52,7 @@ def long_curve(method: str, weights: str | None, n: int, n_frames: int, size: in
     overall = MetricAccumulator()
     seconds, pairs, flagged = 0.0, 0, 0
     for video in long_set(n, n_frames, size, seed, **(LONG_MOTION if motion else {})):
-        estimator = _estimator(method, weights)
+        estimator = _estimator(method, weights, span)
         clock = [time.perf_counter()]
 
         def on_step(progress, video=video, clock=clock):

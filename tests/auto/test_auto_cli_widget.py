@@ -167,6 +167,25 @@ def test_auto_segment_refuses_an_encoder_of_other_sam2_weights(dock, qtbot, tmp_
     assert not widget.state.history.undo_stack and 2 not in widget.state.objects
 
 
+def test_auto_segment_refuses_a_multichannel_encoder_on_a_grey_stack(dock, qtbot, tmp_path, sam2, monkeypatch):
+    from napari_sam2med._qt import form_rows
+    from napari_sam2med.auto.prompt_net import PromptNet, PromptNetConfig, save_prompt_net
+
+    _, widget, _ = dock
+    net = PromptNet(PromptNetConfig.for_model(sam2, input_size=64, width=8, aux=True, crop_context=2.0,
+                                              locate_size=64, input_channels=["OCTA(ILM_OPL)", "OCTA(FULL)",
+                                                                              "OCTA(OPL_BM)"]))
+    three = save_prompt_net(tmp_path / "three.pt", net, sam2)
+    monkeypatch.setattr(form_rows.QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(three), "")))
+    before = np.asarray(widget.state.labels_layer.data).copy()
+    for scope, mode in (("slice", "per-frame"), ("stack", "per-frame"), ("stack", "first-frame-propagate")):
+        _click_auto(qtbot, widget, scope, mode)
+        text = widget.status.text()
+        assert "auto-segment failed: this prompt encoder needs a (N, Y, X, 3) stack" in text, text
+        np.testing.assert_array_equal(widget.state.labels_layer.data, before)
+        assert not widget.state.history.undo_stack and 2 not in widget.state.objects
+
+
 # -- sam2med train --auto-prompt -----------------------------------------------------------
 def _sam2med(*args, timeout=300):
     return subprocess.run([sys.executable, "-m", "napari_sam2med.cli", *map(str, args)], capture_output=True,

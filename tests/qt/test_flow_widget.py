@@ -152,3 +152,31 @@ def test_failed_layer_add_leaves_no_half_result(widget, qtbot, monkeypatch):
     qtbot.waitUntil(lambda: w.worker is None, timeout=60000)
     assert {lyr.name for lyr in viewer.layers} == before  # the vectors layer was rolled back
     assert errors and "no GPU memory" in errors[-1] and w.last_result is None
+
+
+def test_frame_span_reaches_the_estimator(widget, qtbot, monkeypatch):
+    """The dock's "frame span" is `sam2med flow --span`: refused for a classical method, passed to sam2flow."""
+    from napari_sam2med._qt import flow_widget
+    from napari_sam2med.flow.estimators.classical import TVL1Estimator
+
+    viewer, w = widget
+    _add_prompts(w)
+    errors, made = [], []
+    monkeypatch.setattr(flow_widget, "show_error", errors.append)
+    w.method_panel.set_method("tvl1")
+    w.method_panel.span_spin.setValue(3)
+    w.run()
+    assert errors and "frame span applies to sam2flow only" in errors[-1] and w.worker is None
+    assert [layer.name for layer in viewer.layers] == ["video", "flat2d", PROMPTS_NAME]  # nothing added
+
+    def fake(method, weights=None, device="auto", span=1):  # record what the dock asks for; run tvl1 (fast)
+        made.append((method, span))
+        return TVL1Estimator()
+
+    monkeypatch.setattr(flow_widget, "make_estimator", fake)
+    w.method_panel.set_method("sam2flow")
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60000)
+    assert made == [("sam2flow", 3)] and len(errors) == 1
+    w.method_panel.span_spin.setValue(1)
+    assert w.method_panel.span_spin.text() == "1 (off)"

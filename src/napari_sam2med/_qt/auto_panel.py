@@ -193,16 +193,21 @@ class AutoRun:
         return f"slice {self.slice_idx}" if self.scope == "slice" else f"stack ({self.mode})"
 
 
-def _mask_job(model: Any, nets: dict, source: tuple, stack: Any, slice_idx: int):
+def _mask_job(model: Any, nets: dict, source: tuple, stack: Any, slice_idx: int, propagate: bool = False):
+    from ..auto.channels import check_stack
     from ..auto.infer import auto_mask
 
-    return auto_mask(model, _net(model, nets, source), stack.normalized(slice_idx))
+    net = _net(model, nets, source)
+    check_stack(net.config.input_channels, stack, propagate)  # a multi-channel encoder needs its channels
+    return auto_mask(model, net, stack.normalized(slice_idx))
 
 
 def _per_frame_job(model: Any, nets: dict, source: tuple, stack: Any, obj_id: int):
+    from ..auto.channels import check_stack
     from ..auto.infer import auto_steps
 
     net = _net(model, nets, source)
+    check_stack(net.config.input_channels, stack)
     return (yield from auto_steps(model, net, stack, obj_id))
 
 
@@ -268,7 +273,7 @@ class AutoSegment:
                                               on_step=self._on_step, on_end=self._on_end)
         w.show_busy(f"Auto-segmenting slice {run.slice_idx}", ann)
         return w.propagation_runner.start(_mask_job, model, self._nets, run.source, stack, run.slice_idx,
-                                          on_end=self._on_mask)
+                                          run.scope == "stack", on_end=self._on_mask)
 
     # -- main thread ------------------------------------------------------------------
     def _current(self, run: AutoRun) -> bool:

@@ -65,6 +65,11 @@ class MethodPanel(QGroupBox):
         self.method_combo.setCurrentIndex(list(FlowMethod).index(default))
         self.weights_edit = QLineEdit()
         self.weights_edit.setPlaceholderText("SAM2Flow checkpoint (blank: shipped weights)")
+        self.span_spin = QSpinBox()  # sam2flow's k-frame fusion for slow cells (`sam2med flow --span`)
+        self.span_spin.setRange(1, 8)
+        self.span_spin.setSpecialValueText("1 (off)")
+        self.span_spin.setToolTip("sam2flow: also compare each frame with the one K frames back and use that "
+                                  "flow / K where cells move slowly (sub-pixel, noisy); twice the time")
         self.pixel_spin = QDoubleSpinBox()
         self.fps_spin = QDoubleSpinBox()
         for spin, suffix in ((self.pixel_spin, " µm"), (self.fps_spin, " fps")):
@@ -75,6 +80,7 @@ class MethodPanel(QGroupBox):
         form = QFormLayout(self)
         form.addRow("method", self.method_combo)
         form.addRow("weights", self.weights_edit)
+        form.addRow("frame span", self.span_spin)
         form.addRow("pixel size", self.pixel_spin)
         form.addRow("frame rate", self.fps_spin)
 
@@ -83,6 +89,19 @@ class MethodPanel(QGroupBox):
 
     def set_method(self, method: FlowMethod | str) -> None:
         self.method_combo.setCurrentIndex(list(FlowMethod).index(FlowMethod(method)))
+
+    def span(self) -> int:
+        """The k-frame span (1 = off); only sam2flow has it.
+
+        Raises
+        ------
+        ValueError
+            A span above 1 with a classical method.
+        """
+        span = self.span_spin.value()
+        if span > 1 and self.method() is not FlowMethod.SAM2FLOW:
+            raise ValueError(f"frame span applies to sam2flow only, not {self.method().value}: set it to 1")
+        return span
 
     def calibration(self) -> tuple[float | None, float | None]:
         """``(pixel size µm, frames per second)``, both None when uncalibrated.

@@ -58,9 +58,9 @@ def prompts_from_points(layer: Points) -> list[RoiPrompt]:
     return rois
 
 
-def _flow_job(video: Any, rois: list, method: str, weights: str | None, pixel_size, fps, scale):
+def _flow_job(video: Any, rois: list, method: str, weights: str | None, pixel_size, fps, scale, span: int = 1):
     """Job generator: yields the runner's progress, returns the result and its layers."""
-    estimator = make_estimator(method, weights)
+    estimator = make_estimator(method, weights, span=span)
     out: dict = {}
     result = yield from estimate_flow(video, rois, estimator, out=out, pixel_size=pixel_size, fps=fps)
     layers = flow_layer_data(
@@ -198,7 +198,8 @@ class FlowWidget(DockLifecycle, QWidget):
         pixel_size, frame_rate = self.method_panel.calibration()
         method = self.method_panel.method().value
         weights = self.method_panel.weights_edit.text().strip() or None
-        return data, rois, method, weights, pixel_size, frame_rate, tuple(video_layer.scale)
+        span = self.method_panel.span()
+        return data, rois, method, weights, pixel_size, frame_rate, tuple(video_layer.scale), span
 
     def run(self) -> None:
         """Start the flow job (no-op while one is running)."""

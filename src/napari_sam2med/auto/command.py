@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.progress import run_to_end
     from ..engine.volume import check_output, label_suffix, open_volume
     from ..sam2 import load_model
+    from .channels import check_stack
     from .infer import NoObjectFound, auto_segment_to_file
     from .prompt_net import load_prompt_net
     from .shipped import resolve_prompt_encoder
@@ -79,6 +80,10 @@ def run(args: argparse.Namespace) -> int:
                            checkpoint=args.checkpoint, random_init=args.random_init, device=args.device,
                            offline=args.offline or None, progress=not args.no_progress)
         net, _ = load_prompt_net(encoder, model)  # refuses other SAM2 weights
+        try:  # a multi-channel encoder needs a stack of its named channels (auto.channels)
+            check_stack(net.config.input_channels, stack, args.video_mode == "first-frame-propagate")
+        except ValueError as err:
+            raise UserError(f"{args.stack}: {err}") from None
     torch.set_grad_enabled(False)
     gen = auto_segment_to_file(model, net, stack, out_path, args.video_mode, obj_id=args.label)
     with tqdm(desc="auto", unit="slice", disable=args.no_progress, file=sys.stderr) as bar:

@@ -115,13 +115,17 @@ def auto_segment(model: SAM2Model, net: PromptNet, stack, mode: VideoMode | str 
     ------
     NoObjectFound
         First-frame-propagate and nothing was found on the start slice.
+    ValueError
+        The stack cannot feed the prompt encoder's named input channels (``channels.check_stack``).
     """
     from ..engine.propagation import merge_masks
     from ..io import FrameStack
+    from .channels import check_stack
 
     mode = VideoMode.parse(mode)
     if not isinstance(stack, FrameStack):
         stack = FrameStack(stack)
+    check_stack(net.config.input_channels, stack, mode is VideoMode.FIRST_FRAME_PROPAGATE)
     n = len(stack)
     if out is None:
         out = np.zeros((n, *stack.frame_shape), np.uint8 if obj_id < 256 else np.uint16)

@@ -20,6 +20,7 @@ from ..engine.crop import MIN_SIDE, cut, paste, window_from_box
 from ..engine.preprocess import frame_to_tensor
 from ..sam2.device import autocast_context
 from ..sam2.model import SAM2Model
+from .channels import net_tensor, prepare, sam2_view
 from .prompt_net import PromptEnsemble, PromptNet, auto_decode, members
 
 __all__ = ["predict_mask", "locate_box", "mask_box", "window_logits"]
@@ -44,9 +45,13 @@ def _best_component(prob: np.ndarray, threshold: float = 0.5) -> np.ndarray | No
     return labels == int(np.argmax(sums)) + 1
 
 
-def locate_box(net: PromptNet | PromptEnsemble, frame01: np.ndarray, device="cpu") -> tuple[int, int, int, int] | None:
+def locate_box(net: PromptNet | PromptEnsemble, frame01: np.ndarray, device="cpu",
+               window: tuple[int, int, int] | None = None) -> tuple[int, int, int, int] | None:
     """Where the prompt encoder's auxiliary head sees the object on a whole slice (its probabilities
     averaged over ``net.config.tta`` flips / rotations and an ensemble's members).
+
+    With ``window`` (``(row0, col0, side)``) the head looks only at that square part of the slice, at
+    the network's ``input_size`` (the zoomed second pass of ``PromptNetConfig.relocate``).
 
     Returns
     -------
@@ -54,9 +59,11 @@ def locate_box(net: PromptNet | PromptEnsemble, frame01: np.ndarray, device="cpu
         ``(row0, col0, row1, col1)`` in slice pixels of its most confident component, or None
         when nothing passes probability 0.5.
     """
+    r0, c0 = (0, 0) if window is None else window[:2]
+    frame01 = frame01 if window is None else cut(frame01, window, axes=(0, 1))
     h, w = frame01.shape[:2]
-    s = net.config.locate_size
-    x = frame_to_tensor(frame01, s, device)
+    s = net.config.locate_size if window is None else net.config.input_size
+    x = net_tensor(frame01, s, net.config.input_channels, device)
     ks = list(range(max(1, min(int(net.config.tta), 8))))
     xs, probs = torch.cat([_dihedral(x, k) for k in ks]), []
     with torch.inference_mode():
@@ -66,7 +73,10 @@ def locate_box(net: PromptNet | PromptEnsemble, frame01: np.ndarray, device="cpu
         prob = torch.stack(probs).mean(0)
         prob = F.interpolate(prob[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
     comp = _best_component(prob.cpu().numpy())
-    return None if comp is None else mask_box(comp)
+    if comp is None:
+        return None
+    b = mask_box(comp)
+    return b[0] + r0, b[1] + c0, b[2] + r0, b[3] + c0
 
 
 def _dihedral(t: torch.Tensor, k: int, inverse: bool = False) -> torch.Tensor:
@@ -82,15 +92,17 @@ def window_logits(model: SAM2Model, net: PromptNet | PromptEnsemble, frame01: np
                   window: tuple[int, int, int]) -> tuple[torch.Tensor, float]:
     """SAM2's mask logits ``(side, side)`` in a window (mean over ``net.config.tta`` flips / rotations
     and an ensemble's members) and the mean object-score logit."""
-    crop = cut(frame01, window, axes=(0, 1))
-    x = frame_to_tensor(crop, model.image_size, model.device)
+    crop, chans = cut(frame01, window, axes=(0, 1)), net.config.input_channels
+    x = frame_to_tensor(sam2_view(crop, chans), model.image_size, model.device)
     ks = list(range(max(1, min(int(net.config.tta), 8))))
     xs = torch.cat([_dihedral(x, k) for k in ks])
+    xn = xs if not chans else torch.cat([_dihedral(net_tensor(crop, model.image_size, chans, model.device), k)
+                                         for k in ks])
     with torch.inference_mode(), autocast_context(model.device):
         feats = model.encode_image(xs)
         lows, scores = [], []
         for member in members(net):
-            sparse, dense = member(xs)
+            sparse, dense = member(xn)
             low, score = auto_decode(model, feats, sparse, dense, gate=False)
             lows += [_dihedral(low[i:i + 1].float(), k, inverse=True)[0, 0] for i, k in enumerate(ks)]
             scores.append(score.float())
@@ -117,7 +129,8 @@ def predict_mask(model: SAM2Model, net: PromptNet | PromptEnsemble, frame01: np.
     net : PromptNet or PromptEnsemble
         The prompt encoder (an ensemble averages its members' logits).
     frame01 : ndarray
-        (Y, X) or (Y, X, 3) slice scaled to [0, 1].
+        (Y, X) or (Y, X, 3) slice scaled to [0, 1]; (Y, X, C) with the encoder's named
+        ``input_channels`` (SAM2 sees the first).
 
     Returns
     -------
@@ -125,14 +138,15 @@ def predict_mask(model: SAM2Model, net: PromptNet | PromptEnsemble, frame01: np.
         bool (Y, X) mask (empty when nothing is found or SAM2's object-score head says "absent")
         and that score logit (-inf when crop mode located nothing).
     """
-    frame01 = np.asarray(frame01, dtype=np.float32)
-    if frame01.ndim not in (2, 3):
-        raise ValueError(f"expected a (Y, X) or (Y, X, 3) slice, got shape {frame01.shape}")
+    frame01 = prepare(frame01, net.config.input_channels, net.config.stretch)
     shape = frame01.shape[:2]
     context = float(net.config.crop_context)
     if context <= 0:
         return _whole(model, net, frame01)
     box = locate_box(net, frame01, model.device)
+    if box is not None and float(net.config.relocate) > 0:  # second pass in a zoomed crop around the first box
+        zoom = window_from_box(box, float(net.config.relocate), MIN_SIDE, shape)
+        box = locate_box(net, frame01, model.device, window=zoom) or box
     if box is None:
         return np.zeros(shape, bool), float("-inf")
     mask, score = np.zeros(shape, bool), float("-inf")
@@ -146,10 +160,12 @@ def predict_mask(model: SAM2Model, net: PromptNet | PromptEnsemble, frame01: np.
 
 def _whole(model: SAM2Model, net: PromptNet | PromptEnsemble, frame01: np.ndarray) -> tuple[np.ndarray, float]:
     """Whole-slice mode: the slice resized to SAM2's square input."""
-    x = frame_to_tensor(frame01, model.image_size, model.device)
+    chans = net.config.input_channels
+    x = frame_to_tensor(sam2_view(frame01, chans), model.image_size, model.device)
+    xn = net_tensor(frame01, model.image_size, chans, model.device) if chans else x
     with torch.inference_mode(), autocast_context(model.device):
         feats = model.encode_image(x)
-        outs = [auto_decode(model, feats, *member(x), gate=False) for member in members(net)]
+        outs = [auto_decode(model, feats, *member(xn), gate=False) for member in members(net)]
         low = torch.stack([o[0].float() for o in outs]).mean(0)
         score = float(torch.stack([o[1].float() for o in outs]).mean())
     up = F.interpolate(low, size=frame01.shape[:2], mode="bilinear", align_corners=False)

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..sam2.model import NO_OBJ_SCORE, FrameFeatures, SAM2Model
+from .channels import check_channels, n_inputs
 
 __all__ = ["PromptNetConfig", "PromptNet", "PromptEnsemble", "members", "sam2_fingerprint", "auto_decode", "save_prompt_net",
            "load_prompt_net", "PromptNetMismatch"]
@@ -62,6 +63,19 @@ class PromptNetConfig:
         Crop mode: side the whole slice is resized to for locating the object.
     refine : int
         Crop mode: times the window is re-centred on SAM2's own mask and SAM2 run again.
+    tta : int
+        Flips / 90-degree rotations averaged at inference (1-8).
+    relocate : float
+        Crop mode: 0 (default) places SAM2's window from the whole-slice look; otherwise the
+        auxiliary head looks again in a window this many times the first box's side (at
+        ``input_size``) and the window is placed from that second look.
+    input_channels : tuple of str
+        Empty (default): the network sees SAM2's own input. Otherwise the names of the images
+        stacked as a slice's channels (e.g. ``("OCTA(ILM_OPL)", "OCTA(FULL)", "OCTA(OPL_BM)")``); the
+        network sees them all and SAM2 the first one (see :mod:`.channels`).
+    stretch : bool
+        Named channels: map each channel after the first to [0, 1] from its percentiles on the
+        slice (``channels.prepare``) before anything else.
     """
 
     embed_dim: int
@@ -74,6 +88,12 @@ class PromptNetConfig:
     locate_size: int = 256
     refine: int = 1
     tta: int = 1
+    relocate: float = 0.0
+    input_channels: tuple[str, ...] = ()
+    stretch: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "input_channels", tuple(str(c) for c in self.input_channels))
 
     @classmethod
     def for_model(cls, model: SAM2Model, **kw) -> "PromptNetConfig":
@@ -101,14 +121,15 @@ class PromptNet(nn.Module):
         self.config = config
         w = config.width
         chans = [w, 2 * w, 4 * w, 8 * w]
-        self.down = nn.ModuleList([_block(3, chans[0], 2)] + [_block(chans[i], chans[i + 1], 2) for i in range(3)])
+        self.down = nn.ModuleList([_block(n_inputs(config.input_channels), chans[0], 2)] + [_block(chans[i], chans[i + 1], 2) for i in range(3)])
         self.up = nn.ModuleList([_block(chans[i + 1] + chans[i], chans[i], 1) for i in (2, 1)])
         self.adapter = nn.Conv2d(chans[1], config.embed_dim, 1)  # 1x1: match SAM2's channels
         self.sparse = nn.Linear(chans[3], config.sparse_tokens * config.embed_dim) if config.sparse_tokens else None
         self.aux_head = nn.Conv2d(chans[1], 1, 1) if config.aux else None
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prompt embeddings of normalised images ``(B, 3, S, S)`` (SAM2's input).
+        """Prompt embeddings of the network's inputs ``(B, C, S, S)`` (:func:`.channels.net_tensor`;
+        by default SAM2's normalised input).
 
         Returns
         -------
@@ -278,8 +299,8 @@ def save_prompt_net(path: str | Path, net: PromptNet | PromptEnsemble, sam2: SAM
     return atomic_write(Path(path), lambda tmp: torch.save(blob, tmp))
 
 
-def load_prompt_net(path: str | Path, sam2: SAM2Model | None = None, *,
-                    check: bool = True) -> tuple[PromptNet | PromptEnsemble, dict]:
+def load_prompt_net(path: str | Path, sam2: SAM2Model | None = None, *, check: bool = True,
+                    input_channels: tuple[str, ...] | None = None) -> tuple[PromptNet | PromptEnsemble, dict]:
     """Load a prompt encoder saved by :func:`save_prompt_net` (``weights_only=True``, strict).
 
     Parameters
@@ -288,6 +309,8 @@ def load_prompt_net(path: str | Path, sam2: SAM2Model | None = None, *,
         The file.
     sam2 : SAM2Model, optional
         The SAM2 in use; with ``check`` its name, image size and weights must match the file's.
+    input_channels : tuple of str, optional
+        The input channels the caller will feed (``()``: SAM2's own input); must match the file's.
 
     Returns
     -------
@@ -300,7 +323,8 @@ def load_prompt_net(path: str | Path, sam2: SAM2Model | None = None, *,
     PromptNetMismatch
         The file was trained against other SAM2 weights.
     ValueError
-        The file is not an AutoSAM2 prompt encoder.
+        The file is not an AutoSAM2 prompt encoder, its channel spec does not match its weights, or
+        it takes other input channels than ``input_channels``.
     """
     path = Path(path)
     try:
@@ -322,6 +346,11 @@ def load_prompt_net(path: str | Path, sam2: SAM2Model | None = None, *,
                 f"{path.name} was trained against other {rec['name']!r} weights (sha256 {rec['sha256'][:12]}...); "
                 "load the SAM2 checkpoint it was trained with")
     cfg = PromptNetConfig(**blob["config"])
+    check_channels(cfg.input_channels, input_channels, path.name)
+    first = next((v for k, v in blob["prompt_encoder"].items() if k.endswith("down.0.0.weight")), None)
+    if first is None or first.shape[1] != n_inputs(cfg.input_channels):
+        raise ValueError(f"{path.name}: its first layer does not take the {n_inputs(cfg.input_channels)} "
+                         f"input channels its configuration names ({', '.join(cfg.input_channels) or 'SAM2 input'})")
     k = int(blob.get("members", 0))
     net = PromptEnsemble([PromptNet(cfg) for _ in range(k)]) if k > 0 else PromptNet(cfg)
     net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["prompt_encoder"].items()},

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from ..engine.preprocess import frame_to_tensor
 from ..sam2.model import FrameFeatures, SAM2Model
+from .channels import net_tensor, prepare, sam2_view
 from .prompt_net import PromptNet, PromptNetConfig, auto_decode, sam2_fingerprint
 
 __all__ = ["AutoTrainConfig", "AutoTrainStep", "AutoTrainResult", "train_prompt_net", "new_prompt_net",
@@ -55,9 +56,14 @@ class AutoTrainConfig:
     crop_context : float
         0: whole-slice mode. Otherwise crop mode; the context SAM2's window gets at inference
         (training draws it from ``context_range``, centre jittered by ``jitter`` of the side).
-    locate_size, locate_batch, aux_weight, refine, tta : crop mode: the locating input side,
-        whole-slice views per step, weight of the auxiliary-head loss; window re-centrings and
-        flips / rotations averaged at inference.
+    locate_size, locate_batch, aux_weight, refine, tta, relocate : crop mode: the locating input side,
+        whole-slice views per step, weight of the auxiliary-head loss; window re-centrings,
+        flips / rotations averaged and the second-pass locator's zoom at inference.
+    input_channels : tuple of str
+        Named channels of the prompt encoder's input (``PromptNetConfig.input_channels``; empty:
+        SAM2's own input). Images are then (Y, X, C) stacks in that order; SAM2 sees channel 0.
+    stretch : bool
+        Named channels: percentile-stretch the channels after the first (``PromptNetConfig.stretch``).
     seed : int
         Seeds the network initialisation and the sampling.
     checkpoint : path, optional
@@ -85,6 +91,9 @@ class AutoTrainConfig:
     aux_weight: float = 0.5
     refine: int = 1
     tta: int = 1
+    relocate: float = 0.0
+    input_channels: tuple[str, ...] = ()
+    stretch: bool = False
     seed: int = 0
     checkpoint: str | None = None
     checkpoint_every: int = 50
@@ -132,17 +141,19 @@ def _variant(a: np.ndarray, k: int) -> np.ndarray:
 class _FeatureStore:
     """Frozen-SAM2 features and low-res targets per (sample, variant), computed once."""
 
-    def __init__(self, model: SAM2Model, images: Sequence[np.ndarray], masks: Sequence[np.ndarray]):
-        self.model, self.images, self.masks = model, images, masks
+    def __init__(self, model: SAM2Model, images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
+                 channels: tuple[str, ...] = ()):
+        self.model, self.images, self.masks, self.channels = model, images, masks, tuple(channels)
         self.cache: dict[tuple[int, int], tuple[torch.Tensor, FrameFeatures, torch.Tensor]] = {}
 
     def get(self, i: int, k: int):
         if (i, k) not in self.cache:
             m = self.model
             s = m.image_size
-            x = frame_to_tensor(_variant(self.images[i], k), s, m.device)
+            im = _variant(self.images[i], k)
+            x = net_tensor(im, s, self.channels, m.device)
             with torch.no_grad():
-                f = m.encode_image(x)
+                f = m.encode_image(frame_to_tensor(sam2_view(im, self.channels), s, m.device) if self.channels else x)
             y = torch.from_numpy(_variant(self.masks[i].astype(np.float32), k))[None, None].to(m.device)
             y = (F.interpolate(y, size=(s // 4, s // 4), mode="area") >= 0.5).float()
             self.cache[(i, k)] = (x, f, y)
@@ -164,7 +175,8 @@ def new_prompt_net(model: SAM2Model, config: AutoTrainConfig) -> PromptNet:
     return PromptNet(PromptNetConfig.for_model(
         model, input_size=config.input_size, width=config.width, sparse_tokens=config.sparse_tokens,
         aux=config.crop_context > 0, crop_context=config.crop_context, locate_size=config.locate_size,
-        refine=config.refine, tta=config.tta))
+        refine=config.refine, tta=config.tta, relocate=config.relocate, input_channels=tuple(config.input_channels),
+        stretch=config.stretch))
 
 
 def train_prompt_net(model: SAM2Model, images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
@@ -196,6 +208,7 @@ def train_prompt_net(model: SAM2Model, images: Sequence[np.ndarray], masks: Sequ
     """
     if len(images) == 0 or len(images) != len(masks):
         raise ValueError("need the same, non-zero number of images and masks")
+    images = [prepare(im, tuple(config.input_channels), config.stretch) for im in images]
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     crop = config.crop_context > 0
@@ -222,7 +235,7 @@ def train_prompt_net(model: SAM2Model, images: Sequence[np.ndarray], masks: Sequ
     model.requires_grad_(False)
     model.eval()
     before = sam2_fingerprint(model)
-    store = None if crop else _FeatureStore(model, images, masks)
+    store = None if crop else _FeatureStore(model, images, masks, tuple(config.input_channels))
     objects = [i for i, m in enumerate(masks) if np.any(m)]
     if crop and not objects:
         raise ValueError("crop mode needs at least one non-empty mask")
@@ -265,12 +278,14 @@ def _whole_loss(model, net, store, n: int, config: AutoTrainConfig, rng: np.rand
     return loss + config.score_weight * F.binary_cross_entropy_with_logits(score, present), hard
 
 
-def _to_batch(pairs, size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images (normalised, SAM2's input) and {0, 1} targets, both resized to ``size``."""
-    x = torch.cat([frame_to_tensor(im, size, device) for im, _ in pairs])
+def _to_batch(pairs, size: int, device, channels: tuple[str, ...] = ()):
+    """``(SAM2 input, prompt-encoder input, {0, 1} targets)``, all resized to ``size`` (the two inputs
+    are one tensor without named channels)."""
+    xn = torch.cat([net_tensor(im, size, channels, device) for im, _ in pairs])
+    x = torch.cat([frame_to_tensor(sam2_view(im, channels), size, device) for im, _ in pairs]) if channels else xn
     y = torch.cat([F.interpolate(torch.from_numpy(m.astype(np.float32))[None, None], size=(size, size), mode="area")
                    for _, m in pairs]).to(device)
-    return x, (y >= 0.5).float()
+    return x, xn, (y >= 0.5).float()
 
 
 def _up(logits: torch.Tensor, size: int) -> torch.Tensor:
@@ -287,10 +302,11 @@ def _crop_loss(model, net, images, masks, objects: list[int], config: AutoTrainC
         img, m = augment(images[int(i)], masks[int(i)], rng, aug)
         img, m = crop_sample(img, m, rng, config.context_range, config.jitter if config.augment else 0.0)
         crops.append((jitter(img, rng, aug), m))
-    x, y = _to_batch(crops, s, model.device)
+    chans = tuple(config.input_channels)
+    x, xn, y = _to_batch(crops, s, model.device, chans)
     with torch.no_grad():
         feats = model.encode_image(x)
-    sparse, dense, aux = net.forward_all(x)
+    sparse, dense, aux = net.forward_all(xn)
     logits, score = auto_decode(model, feats, sparse, dense, gate=False)
     loss, hard = dice_bce_loss(_up(logits, s), y, config.dice_weight, config.bce_weight)
     loss = loss + config.score_weight * F.binary_cross_entropy_with_logits(score, torch.ones_like(score))
@@ -301,7 +317,7 @@ def _crop_loss(model, net, images, masks, objects: list[int], config: AutoTrainC
             img, m = augment(images[int(i)], masks[int(i)], rng, aug)
             img, m = locate_sample(img, m, rng) if config.augment else (img, m)
             views.append((jitter(img, rng, aug), m))
-        xl, yl = _to_batch(views, config.locate_size, model.device)
+        _, xl, yl = _to_batch(views, config.locate_size, model.device, chans)
         loss = loss + config.aux_weight * dice_bce_loss(_up(net.aux_logits(xl, config.locate_size), config.locate_size),
                                                         yl)[0]
     return loss, hard

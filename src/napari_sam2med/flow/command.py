@@ -3,7 +3,7 @@
 Usage::
 
     sam2med flow VIDEO --points POINTS.json --out FLOW.zarr [--weights PATH]
-                 [--method sam2flow|tvl1|ilk] [--pixel-size UM] [--fps FPS] [--device auto]
+                 [--method sam2flow|tvl1|ilk] [--span K] [--pixel-size UM] [--fps FPS] [--device auto]
 
 ``VIDEO`` is ``.tif/.tiff``, ``.zarr`` or ``.npy`` of shape ``(T, H, W)``. Bad input prints
 one line on stderr and exits with code 2, leaving no output behind.
@@ -54,6 +54,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         help="flow method (default: sam2flow when weights are given or shipped, else tvl1)",
     )
+    p.add_argument(
+        "--span",
+        type=int,
+        default=1,
+        metavar="K",
+        help="sam2flow: also measure each frame against the one K frames back and use that flow / K "
+        "where motion is slow (sub-pixel cells under noise; twice the cost; default 1 = off)",
+    )
     p.add_argument("--pixel-size", type=float, default=None, help="pixel size in µm")
     p.add_argument("--fps", type=float, default=None, help="frame rate in frames/s")
     add_device_arg(p, "sam2flow model")
@@ -72,11 +80,16 @@ def has_default_weights() -> bool:
     return default_weights_path().is_file()
 
 
-def make_estimator(method: str, weights: str | None = None, device: str = "auto") -> FlowEstimator:
+def make_estimator(method: str, weights: str | None = None, device: str = "auto", span: int = 1) -> FlowEstimator:
     """Build the estimator named ``method``.
 
-    ``sam2flow`` loads ``weights`` (default: the shipped weights) on ``device``.
+    ``sam2flow`` loads ``weights`` (default: the shipped weights) on ``device``; ``span`` > 1
+    turns on its k-frame fusion for slow motion (``SAM2FlowEstimator(span=...)``).
     """
+    if isinstance(span, bool) or int(span) != span or span < 1:
+        raise ValueError(f"--span must be an integer >= 1, got {span!r}")
+    if span > 1 and method != "sam2flow":
+        raise ValueError(f"--span applies to sam2flow only, not {method}")
     if method == "tvl1":
         from .estimators.classical import TVL1Estimator
 
@@ -98,7 +111,7 @@ def make_estimator(method: str, weights: str | None = None, device: str = "auto"
             raise
         except Exception as exc:  # torch.load / state-dict mismatch: a bad weights file
             raise ValueError(f"cannot load SAM2Flow weights {path}: {exc}".splitlines()[0]) from None
-        return SAM2FlowEstimator(model)
+        return SAM2FlowEstimator(model, span=span)
     raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
 
 
@@ -131,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         check_calibration(args.pixel_size, args.fps)
         validate_rois(rois, video_shape(video)[1:])
         method = args.method or ("sam2flow" if args.weights or has_default_weights() else "tvl1")
-        estimator = make_estimator(method, args.weights, args.device)
+        estimator = make_estimator(method, args.weights, args.device, getattr(args, "span", 1))
 
     from tqdm import tqdm
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections import deque
 from importlib import resources
 from pathlib import Path
 from typing import Optional, Sequence
@@ -14,11 +15,35 @@ import torch
 from ..net.model import FrameFeatures, SAM2Flow, SAM2FlowConfig, pad_to_stride
 from ..types import FlowStep, RoiPrompt
 
-__all__ = ["SAM2FlowEstimator", "load_flow_model", "save_flow_weights", "default_weights_path", "prompts_to_tensors"]
+__all__ = ["SAM2FlowEstimator", "load_flow_model", "save_flow_weights", "default_weights_path", "prompts_to_tensors",
+           "span_weight", "SPAN_SPEED"]
 
 WEIGHTS_NAME = "sam2flow_v2.pt"
 #: SHA-256 of the shipped weights; :func:`load_flow_model` checks it when loading them.
 WEIGHTS_SHA256 = "46066b2f7630c33ab847c185a006fd27ceb5877bde57dc0ff95ac6fd2b4139c5"
+#: Speed scale (px/frame) of the span fusion: where both the 1-frame flow and the k-frame flow / k
+#: are much slower than this, the latter replaces the former (benchmarks/RESULTS.md, session 6).
+SPAN_SPEED = 2.0
+
+
+def span_weight(span_flow: np.ndarray, pair_flow: np.ndarray, speed: float = SPAN_SPEED) -> np.ndarray:
+    """Per-pixel weight ``exp(-(max(|v_k|, |v_1|) / speed)^2)`` of the per-frame k-span flow.
+
+    Parameters
+    ----------
+    span_flow, pair_flow : np.ndarray
+        (..., 2) k-frame flow / k and 1-frame flow. Using the larger speed keeps a fast 1-frame
+        measurement where the k-frame look-up fails (k times the displacement) and reports slow.
+    speed : float
+        Speed scale in px/frame.
+
+    Returns
+    -------
+    np.ndarray
+        (..., 1) float32 weights in (0, 1].
+    """
+    fastest = np.maximum(np.linalg.norm(span_flow, axis=-1), np.linalg.norm(pair_flow, axis=-1))
+    return np.exp(-np.square(fastest / speed))[..., None].astype(np.float32)
 
 
 def file_sha256(path) -> str:
@@ -126,17 +151,30 @@ class SAM2FlowEstimator:
         Device used when loading the default model.
     iters : int, optional
         GRU refinement iterations (default: the model config's).
+    span : int
+        1 (default): the flow of each pair (t, t+1) alone. ``k > 1``: also the flow of the pair
+        (t+1-k, t+1), which sees k times the displacement, divided by k, replaces the 1-frame flow
+        where both are slow: ``w v_k + (1 - w) v_1`` with ``w = span_weight(v_k, v_1, span_speed)``
+        (sub-pixel motion under photon noise). Twice the pair cost; the first k-1 pairs are plain.
+    span_speed : float
+        Speed scale (px/frame) of that weight.
 
     Notes
     -----
-    Only the previous frame's features, the prompt tokens and the FIFO memory bank are
+    Only the last ``span`` frames' features, the prompt tokens and the FIFO memory bank(s) are
     kept between steps. ``flow`` is the full field; ``roi_ids`` marks the predicted ROI
     pixels (argmax over ROI logits where the best logit > 0).
     """
 
     name = "sam2flow"
 
-    def __init__(self, model: Optional[SAM2Flow] = None, device: str = "cpu", iters: Optional[int] = None):
+    def __init__(self, model: Optional[SAM2Flow] = None, device: str = "cpu", iters: Optional[int] = None,
+                 span: int = 1, span_speed: float = SPAN_SPEED):
+        if isinstance(span, bool) or int(span) != span or span < 1:
+            raise ValueError(f"span must be an integer >= 1, got {span!r}")
+        if not span_speed > 0:
+            raise ValueError(f"span_speed must be > 0, got {span_speed!r}")
+        self.span, self.span_speed = int(span), float(span_speed)
         self.model = (model if model is not None else load_flow_model(device=device)).eval()
         self.device = next(self.model.parameters()).device
         self.iters = iters
@@ -146,6 +184,8 @@ class SAM2FlowEstimator:
         self._prompts = None
         self._roi_ids = np.zeros(0, np.int32)
         self.bank = self.model.new_memory()
+        self.span_bank = self.model.new_memory()  # memory of the (t+1-span, t+1) pairs
+        self._history: deque = deque(maxlen=self.span)  # features of frames t+1-span .. t
 
     @property
     def max_displacement(self) -> float:
@@ -168,9 +208,12 @@ class SAM2FlowEstimator:
         self._size = frame.shape
         self._index = 0
         self.bank = self.model.new_memory()
+        self.span_bank = self.model.new_memory()
+        self._history.clear()
         self._roi_ids = np.array([int(r.id) for r in rois], dtype=np.int32)
         with torch.inference_mode(), self._autocast():
             self._prev = self._encode(frame)
+            self._history.append(self._prev)
             if len(rois):
                 points, labels = prompts_to_tensors(rois, self.device)
                 padded = tuple(self._prev.context.shape[-2:])
@@ -192,7 +235,13 @@ class SAM2FlowEstimator:
             out = self.model.pair(self._prev, cur, self.bank, self._prompts, self.iters)
             flow = out.flows[-1][0, :, :h, :w].float().permute(1, 2, 0).cpu().numpy()
             logits = out.roi_logits[0, :, :h, :w].float().cpu().numpy()
+            if self.span > 1 and len(self._history) == self.span:
+                far = self.model.pair(self._history[0], cur, self.span_bank, self._prompts, self.iters)
+                far_flow = far.flows[-1][0, :, :h, :w].float().permute(1, 2, 0).cpu().numpy() / self.span
+                weight = span_weight(far_flow, flow, self.span_speed)
+                flow = weight * far_flow + (1.0 - weight) * flow
         self._prev = cur
+        self._history.append(cur)
         roi_ids = np.zeros((h, w), np.int32)
         if logits.shape[0]:
             best = logits.argmax(0)

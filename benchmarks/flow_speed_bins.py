@@ -45,7 +45,7 @@ class BinnedEPE:
         return float(self.sums.sum() / max(self.counts.sum(), 1))
 
 
-def run(n: int, frames: int, size: int, seed: int, spans, speed: float, tvl1: bool = True) -> dict:
+def run(n: int, frames: int, size: int, seed: int, spans, speed: float, tvl1: bool = True, weights=None) -> dict:
     """Binned EPE of each method over the set (one pass per video, all methods on it)."""
     import torch
 
@@ -54,7 +54,7 @@ def run(n: int, frames: int, size: int, seed: int, spans, speed: float, tvl1: bo
     from napari_sam2med.flow.estimators.sam2flow import SAM2FlowEstimator, load_flow_model
     from napari_sam2med.flow.synthetic import long_set, prompts_for
 
-    model = load_flow_model()
+    model = load_flow_model(weights)
     makers = {("sam2flow" if k == 1 else f"sam2flow span {k}"):
               (lambda k=k: SAM2FlowEstimator(model, span=k, span_speed=speed)) for k in spans}
     if tvl1:
@@ -104,9 +104,10 @@ def main(argv=None) -> int:
     p.add_argument("--spans", type=int, nargs="+", default=[1, 4], help="SAM2Flow span values (1 = plain)")
     p.add_argument("--speed", type=float, default=SPAN_SPEED, help="span fusion speed scale (px/frame)")
     p.add_argument("--no-tvl1", action="store_true")
+    p.add_argument("--weights", default=None, help="SAM2Flow weights file (default: the shipped weights)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
-    result = run(args.n, args.frames, args.size, args.seed, args.spans, args.speed, not args.no_tvl1)
+    result = run(args.n, args.frames, args.size, args.seed, args.spans, args.speed, not args.no_tvl1, args.weights)
     print(markdown(result))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:

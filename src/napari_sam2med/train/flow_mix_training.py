@@ -11,7 +11,8 @@ Recipe
   :mod:`.flow_training` (64x64 crops of 3-frame clips from a refreshed pool of 128x128x8
   videos, batch 4, 2 ROIs), where a fraction ``realistic_frac`` of the pool are realistic
   videos: :func:`flow.synthetic.long_config` (few photons, half contrast, vignetting, motion
-  blur, heartbeat), a fast tail up to ``tail_speed`` px/frame, non-rigid tissue motion of peak
+  blur, heartbeat), a fast tail up to ``tail_speed`` px/frame in ``fast_fraction`` of the vessels
+  (0.2 as in every evaluation set; ``--fast-fraction 0.5`` over-samples fast, smeared cells), non-rigid tissue motion of peak
   0-``tissue_max`` px in ``tissue_frac`` of them, and cell texture sampled from real line
   scans when ``shared/data/flow_linescans`` exists (procedural otherwise).
 * Long steps (``long_frac``): truncated BPTT through a realistic 64x64 sequence of ``L``
@@ -67,6 +68,7 @@ class MixConfig:
     tissue_frac: float = 0.6
     tissue_max: float = 3.0
     tail_speed: float = 15.0
+    fast_fraction: float = 0.2
     long_frac: float = 0.25
     long_size: int = 64
     chunk: int = 4
@@ -83,7 +85,7 @@ def realistic_config(seed: int, n_frames: int, size: int, rng: np.random.Generat
     """One realistic training video's config (tissue motion in ``tissue_frac`` of them)."""
     motion = float(rng.uniform(0.5, cfg.tissue_max)) if rng.random() < cfg.tissue_frac else 0.0
     return long_config(seed, n_frames, size, tail_speed=cfg.tail_speed, tissue_motion=motion,
-                       cell_texture="linescan")
+                       cell_texture="linescan", fast_fraction=cfg.fast_fraction)
 
 
 class _MixedClips(ClipSampler):

@@ -65,7 +65,9 @@ class SyntheticConfig:
         heartbeat speed changes, half the contrast, vignetting and motion blur of fast cells.
         Combine with few ``photons`` (see :func:`.sets.long_set`). False keeps the v1 videos.
     tail_speed : float
-        With ``realistic``: largest base speed of the fast 20 % of vessels (0: ``max_speed / 1.5``).
+        With ``realistic``: largest base speed of the fast tail of vessels (0: ``max_speed / 1.5``).
+    fast_fraction : float
+        With ``realistic``: share of fast-tail vessels (0.2 in every evaluation set; larger: training only).
     tissue_motion : float
         Peak non-rigid tissue displacement in px (:mod:`.tissue`; 0 = none). The ground-truth flow
         is then tissue + blood motion everywhere, and ``frame_ids`` holds the moving vessel ids.
@@ -92,6 +94,7 @@ class SyntheticConfig:
     drift: float = 0.15
     realistic: bool = False
     tail_speed: float = 0.0
+    fast_fraction: float = 0.2
     tissue_motion: float = 0.0
     cell_texture: str = "procedural"
     seed: int = 0
@@ -212,7 +215,7 @@ def _make_vessels(rng, lines, cfg) -> list[_Vessel]:
         width = rng.uniform(*cfg.width_range)
         period = int(len(line) + 32 + t_total_max)
         if cfg.realistic:
-            vel = realistic_velocity(rng, cfg.n_frames - 1, cfg.max_speed, cfg.tail_speed)
+            vel = realistic_velocity(rng, cfg.n_frames - 1, cfg.max_speed, cfg.tail_speed, cfg.fast_fraction)
         else:
             vel = _velocity(rng, cfg.n_frames - 1, cfg.max_speed)
         tex = linescan_texture(rng, period, width) if cfg.cell_texture == "linescan" else None

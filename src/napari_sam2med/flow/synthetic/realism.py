@@ -23,12 +23,17 @@ __all__ = ["realistic_velocity", "vignette", "EXPOSURE_SAMPLES"]
 EXPOSURE_SAMPLES = 5
 
 
-def realistic_velocity(rng: np.random.Generator, n_pairs: int, max_speed: float, tail: float = 0.0) -> np.ndarray:
+def realistic_velocity(rng: np.random.Generator, n_pairs: int, max_speed: float, tail: float = 0.0,
+                       fast_fraction: float = 0.2) -> np.ndarray:
     """Signed speed per frame pair: mostly slow, a fast tail, heartbeat modulation over tens of frames.
 
-    ``tail`` is the largest base speed of the fast 20 % (0: ``max_speed / 1.5``, the v1 long set).
+    ``tail`` is the largest base speed of the fast tail (0: ``max_speed / 1.5``, the v1 long set);
+    ``fast_fraction`` is the probability that a vessel is in that tail (base speed 2-``tail``
+    px/frame; 0.2 = every held-out and selection set; larger values are for training only).
     """
-    if rng.random() < 0.8:
+    if not 0.0 <= fast_fraction <= 1.0:
+        raise ValueError(f"fast_fraction must be in [0, 1], got {fast_fraction}")
+    if rng.random() < 1.0 - fast_fraction:
         base = np.exp(rng.uniform(np.log(0.15), np.log(2.0)))
     else:
         base = rng.uniform(2.0, tail if tail > 0 else max_speed / 1.5)

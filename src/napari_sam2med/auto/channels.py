@@ -15,7 +15,8 @@ import torch.nn.functional as F
 
 from ..engine.preprocess import frame_to_tensor
 
-__all__ = ["n_inputs", "check_frame", "prepare", "sam2_view", "net_tensor", "check_channels", "check_stack"]
+__all__ = ["n_inputs", "check_frame", "prepare", "sam2_view", "net_tensor", "inputs", "check_channels",
+           "check_stack"]
 
 MEAN, STD = 0.45, 0.25  # fixed per-channel normalisation of named channels (about ImageNet's grey)
 
@@ -78,6 +79,20 @@ def net_tensor(frame01: np.ndarray, size: int, channels: tuple[str, ...], device
     if tuple(t.shape[-2:]) != (size, size):
         t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     return (t - MEAN) / STD
+
+
+def inputs(frames: list[np.ndarray], size: int, channels: tuple[str, ...],
+           device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """``(SAM2's input, the prompt encoder's input)`` of a batch of slices, both ``(N, ., size, size)``.
+
+    Without named channels they are one and the same tensor (SAM2's normalised input); with them
+    SAM2 gets the first channel of each slice (:func:`sam2_view`) and the encoder all of them
+    (:func:`net_tensor`).
+    """
+    xn = torch.cat([net_tensor(f, size, channels, device) for f in frames])
+    if not channels:
+        return xn, xn
+    return torch.cat([frame_to_tensor(sam2_view(f, channels), size, device) for f in frames]), xn
 
 
 def check_channels(found: tuple[str, ...], expected: tuple[str, ...] | None, name: str = "the prompt encoder") -> None:

@@ -17,10 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from ..engine.crop import MIN_SIDE, cut, paste, window_from_box
-from ..engine.preprocess import frame_to_tensor
 from ..sam2.device import autocast_context
 from ..sam2.model import SAM2Model
-from .channels import net_tensor, prepare, sam2_view
+from .channels import inputs, net_tensor, prepare
 from .prompt_net import PromptEnsemble, PromptNet, auto_decode, members
 
 __all__ = ["predict_mask", "locate_box", "mask_box", "window_logits"]
@@ -92,12 +91,10 @@ def window_logits(model: SAM2Model, net: PromptNet | PromptEnsemble, frame01: np
                   window: tuple[int, int, int]) -> tuple[torch.Tensor, float]:
     """SAM2's mask logits ``(side, side)`` in a window (mean over ``net.config.tta`` flips / rotations
     and an ensemble's members) and the mean object-score logit."""
-    crop, chans = cut(frame01, window, axes=(0, 1)), net.config.input_channels
-    x = frame_to_tensor(sam2_view(crop, chans), model.image_size, model.device)
+    x, xn = inputs([cut(frame01, window, axes=(0, 1))], model.image_size, net.config.input_channels, model.device)
     ks = list(range(max(1, min(int(net.config.tta), 8))))
     xs = torch.cat([_dihedral(x, k) for k in ks])
-    xn = xs if not chans else torch.cat([_dihedral(net_tensor(crop, model.image_size, chans, model.device), k)
-                                         for k in ks])
+    xn = xs if xn is x else torch.cat([_dihedral(xn, k) for k in ks])
     with torch.inference_mode(), autocast_context(model.device):
         feats = model.encode_image(xs)
         lows, scores = [], []
@@ -160,9 +157,7 @@ def predict_mask(model: SAM2Model, net: PromptNet | PromptEnsemble, frame01: np.
 
 def _whole(model: SAM2Model, net: PromptNet | PromptEnsemble, frame01: np.ndarray) -> tuple[np.ndarray, float]:
     """Whole-slice mode: the slice resized to SAM2's square input."""
-    chans = net.config.input_channels
-    x = frame_to_tensor(sam2_view(frame01, chans), model.image_size, model.device)
-    xn = net_tensor(frame01, model.image_size, chans, model.device) if chans else x
+    x, xn = inputs([frame01], model.image_size, net.config.input_channels, model.device)
     with torch.inference_mode(), autocast_context(model.device):
         feats = model.encode_image(x)
         outs = [auto_decode(model, feats, *member(xn), gate=False) for member in members(net)]

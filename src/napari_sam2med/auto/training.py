@@ -27,9 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..engine.preprocess import frame_to_tensor
 from ..sam2.model import FrameFeatures, SAM2Model
-from .channels import net_tensor, prepare, sam2_view
+from .channels import inputs, prepare
 from .prompt_net import PromptNet, PromptNetConfig, auto_decode, sam2_fingerprint
 
 __all__ = ["AutoTrainConfig", "AutoTrainStep", "AutoTrainResult", "train_prompt_net", "new_prompt_net",
@@ -150,10 +149,9 @@ class _FeatureStore:
         if (i, k) not in self.cache:
             m = self.model
             s = m.image_size
-            im = _variant(self.images[i], k)
-            x = net_tensor(im, s, self.channels, m.device)
+            xs, x = inputs([_variant(self.images[i], k)], s, self.channels, m.device)
             with torch.no_grad():
-                f = m.encode_image(frame_to_tensor(sam2_view(im, self.channels), s, m.device) if self.channels else x)
+                f = m.encode_image(xs)
             y = torch.from_numpy(_variant(self.masks[i].astype(np.float32), k))[None, None].to(m.device)
             y = (F.interpolate(y, size=(s // 4, s // 4), mode="area") >= 0.5).float()
             self.cache[(i, k)] = (x, f, y)
@@ -281,8 +279,7 @@ def _whole_loss(model, net, store, n: int, config: AutoTrainConfig, rng: np.rand
 def _to_batch(pairs, size: int, device, channels: tuple[str, ...] = ()):
     """``(SAM2 input, prompt-encoder input, {0, 1} targets)``, all resized to ``size`` (the two inputs
     are one tensor without named channels)."""
-    xn = torch.cat([net_tensor(im, size, channels, device) for im, _ in pairs])
-    x = torch.cat([frame_to_tensor(sam2_view(im, channels), size, device) for im, _ in pairs]) if channels else xn
+    x, xn = inputs([im for im, _ in pairs], size, channels, device)
     y = torch.cat([F.interpolate(torch.from_numpy(m.astype(np.float32))[None, None], size=(size, size), mode="area")
                    for _, m in pairs]).to(device)
     return x, xn, (y >= 0.5).float()

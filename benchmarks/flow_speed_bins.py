@@ -20,6 +20,8 @@ import time
 
 import numpy as np
 
+from napari_sam2med.flow.metrics import endpoint_error
+
 BINS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 
 
@@ -34,7 +36,7 @@ class BinnedEPE:
     def update(self, flow: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> None:
         """Add one pair's (H, W, 2) estimate and ground truth inside ``mask``."""
         bins = np.digitize(np.linalg.norm(gt[mask], axis=-1), self.edges)
-        err = np.linalg.norm(flow[mask] - gt[mask], axis=-1)
+        err = endpoint_error(flow[mask], gt[mask])
         self.sums += np.bincount(bins, weights=err, minlength=len(self.sums))
         self.counts += np.bincount(bins, minlength=len(self.sums))
 
